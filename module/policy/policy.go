@@ -1,0 +1,161 @@
+// Package policy loads the Rego access policies, evaluates them and reads
+// their decision under a strict contract: anything but a well-formed
+// decision is a deny.
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown/print"
+	"go.uber.org/zap"
+)
+
+// DefaultQuery is the decision evaluated when none is configured.
+const DefaultQuery = "data.approval.decision"
+
+// Policy is one compiled, immutable set of policies and data, ready to
+// evaluate.
+type Policy struct {
+	query    rego.PreparedEvalQuery
+	Dir      string
+	Query    string
+	Files    []string
+	LoadedAt time.Time
+}
+
+// Load reads every .rego, .json and .yaml file under dir (test files
+// *_test.rego excepted), as `opa eval -d dir` does, and prepares query. Errors
+// name the file and line.
+func Load(ctx context.Context, dir, query string, logger *zap.Logger) (*Policy, error) {
+	if query == "" {
+		query = DefaultQuery
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("loading policies from %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("loading policies from %s: not a directory", dir)
+	}
+	res, err := loader.NewFileLoader().
+		WithRegoVersion(ast.RegoV1).
+		Filtered([]string{dir}, skipTests)
+	if err != nil {
+		return nil, fmt.Errorf("loading policies from %s: %w", dir, err)
+	}
+	if len(res.Modules) == 0 {
+		return nil, fmt.Errorf("loading policies from %s: no .rego files found", dir)
+	}
+	opts := []func(*rego.Rego){
+		rego.Query(query),
+		rego.Store(inmem.NewFromObject(res.Documents)),
+		rego.EnablePrintStatements(true),
+		rego.PrintHook(printHook{logger}),
+		rego.StrictBuiltinErrors(true),
+	}
+	files := make([]string, 0, len(res.Modules))
+	for name, m := range res.Modules {
+		opts = append(opts, rego.ParsedModule(m.Parsed))
+		files = append(files, name)
+	}
+	sort.Strings(files)
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("compiling policies from %s: %w", dir, err)
+	}
+	return &Policy{query: pq, Dir: dir, Query: query, Files: files, LoadedAt: time.Now()}, nil
+}
+
+// skipTests leaves test files out of the loaded policies.
+func skipTests(_ string, info fs.FileInfo, _ int) bool {
+	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
+}
+
+// Engine evaluates the current Policy. The policy is swapped whole, so an
+// evaluation always sees one consistent snapshot.
+type Engine struct {
+	current atomic.Pointer[Policy]
+}
+
+// NewEngine returns an Engine evaluating p.
+func NewEngine(p *Policy) *Engine {
+	e := &Engine{}
+	e.current.Store(p)
+	return e
+}
+
+// Swap replaces the policy in force.
+func (e *Engine) Swap(p *Policy) { e.current.Store(p) }
+
+// Current returns the policy in force.
+func (e *Engine) Current() *Policy { return e.current.Load() }
+
+// Decide evaluates the decision for input. On any error (evaluation error,
+// no result, several results, malformed decision) it returns a deny decision
+// and the error, which the caller logs: the call fails closed.
+func (e *Engine) Decide(ctx context.Context, input map[string]any) (Decision, error) {
+	p := e.current.Load()
+	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
+	if err != nil {
+		return failClosed, fmt.Errorf("evaluating %s: %w", p.Query, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return failClosed, fmt.Errorf("%s is undefined", p.Query)
+	}
+	if len(rs) > 1 || len(rs[0].Expressions) > 1 {
+		return failClosed, fmt.Errorf("%s has %d results, want one", p.Query, len(rs))
+	}
+	d, err := parseDecision(rs[0].Expressions[0].Value)
+	if err != nil {
+		return failClosed, fmt.Errorf("%s: %w", p.Query, err)
+	}
+	return d, nil
+}
+
+// printHook sends Rego print() output to the log.
+type printHook struct{ logger *zap.Logger }
+
+func (h printHook) Print(pctx print.Context, msg string) error {
+	loc := ""
+	if pctx.Location != nil {
+		loc = pctx.Location.String()
+	}
+	h.logger.Info("rego print", zap.String("location", loc), zap.String("message", msg))
+	return nil
+}
+
+// numberToInt reads a whole number from a decoded Rego value.
+func numberToInt(v any) (int, error) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		if err != nil {
+			return 0, errors.New("not a whole number")
+		}
+		return int(i), nil
+	case int:
+		return n, nil
+	case float64:
+		if n != float64(int(n)) {
+			return 0, errors.New("not a whole number")
+		}
+		return int(n), nil
+	}
+	return 0, fmt.Errorf("a %T, not a number", v)
+}

@@ -1,0 +1,224 @@
+package policy
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func load(t *testing.T, dir string) *Engine {
+	t.Helper()
+	p, err := Load(context.Background(), dir, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewEngine(p)
+}
+
+var alice = Caller{Subject: "alice", Groups: []string{"admins"}, Claims: map[string]any{"sub": "alice"}}
+
+func call(method, path string, body string) Call {
+	return Call{Method: method, Path: path, Host: "admin.test", Query: url.Values{"force": {"1"}},
+		Header: http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer secret-token"}, "Cookie": {"s=1"}},
+		Body:   []byte(body), RemoteIP: "10.1.2.3"}
+}
+
+func TestShippedDefaultPolicy(t *testing.T) {
+	e := load(t, "../../policies")
+	d, err := e.Decide(context.Background(), Input(call("DELETE", "/apps/42", ""), alice, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Decision{Action: RequireApproval, Policy: "default", Resource: "apps/42",
+		Approvers: []Requirement{{Group: "approvers", Required: 1}},
+		Reason:    "changes to the admin API need a second admin's approval"}
+	if !reflect.DeepEqual(d, want) {
+		t.Fatalf("got %+v\nwant %+v", d, want)
+	}
+	for _, f := range e.Current().Files {
+		if strings.HasSuffix(f, "_test.rego") {
+			t.Fatalf("test file %s was loaded as policy", f)
+		}
+	}
+}
+
+// echo is a policy that returns parts of its input, so the test can see
+// exactly what the policy saw.
+const echo = `package approval
+
+decision := {
+	"action": "deny",
+	"policy": "echo",
+	"reason": json.marshal({
+		"headers": object.keys(input.request.headers),
+		"body": input.request.body,
+		"query": input.request.query,
+		"ip": input.request.remote_ip,
+		"host": input.request.host,
+		"groups": input.identity.groups,
+		"claims": input.identity.claims,
+		"owner": data.devices.owners["7"],
+		"time_ok": time.parse_rfc3339_ns(input.time) > 0,
+	}),
+}
+`
+
+func TestInputAndData(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"echo.rego":         echo,
+		"devices/data.json": `{"owners": {"7": "corporate"}}`,
+	})
+	e := load(t, dir)
+	d, err := e.Decide(context.Background(), Input(call("POST", "/devices/7/wipe", `{"n": 1}`), alice, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d.Reason
+	for _, want := range []string{`"headers":["content-type"]`, `"body":{"n":1}`, `"query":{"force":["1"]}`,
+		`"ip":"10.1.2.3"`, `"host":"admin.test"`, `"groups":["admins"]`, `"owner":"corporate"`, `"time_ok":true`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("input seen by the policy lacks %s: %s", want, got)
+		}
+	}
+	if strings.Contains(got, "secret-token") || strings.Contains(got, "s=1") {
+		t.Fatalf("credentials reached the policy: %s", got)
+	}
+	// A body that is not JSON is null.
+	d, _ = e.Decide(context.Background(), Input(call("POST", "/x", "not json"), alice, time.Now()))
+	if !strings.Contains(d.Reason, `"body":null`) {
+		t.Fatalf("non-JSON body: %s", d.Reason)
+	}
+}
+
+func TestMalformedDecisionsFailClosed(t *testing.T) {
+	tests := map[string]string{
+		"undefined":          `decision := 1 if { false }`,
+		"not an object":      `decision := "allow"`,
+		"unknown action":     `decision := {"action": "maybe"}`,
+		"action not string":  `decision := {"action": true}`,
+		"no resource":        `decision := {"action": "require_approval", "approvers": [{"group": "a", "required": 1}]}`,
+		"no approvers":       `decision := {"action": "require_approval", "resource": "x", "approvers": []}`,
+		"approver no group":  `decision := {"action": "require_approval", "resource": "x", "approvers": [{"required": 1}]}`,
+		"required zero":      `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 0}]}`,
+		"required fraction":  `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1.5}]}`,
+		"bad expires_in":     `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "expires_in": "soon"}`,
+		"runtime error":      `decision := {"action": "allow", "policy": sprintf("%d", [to_number(input.request.path)])}`,
+		"reason not string":  `decision := {"action": "deny", "reason": 5}`,
+		"bad complete value": `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "complete": "later"}`,
+	}
+	for name, rule := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"p.rego": "package approval\n\n" + rule + "\n"})
+			p, err := Load(context.Background(), dir, "", nil)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			d, err := NewEngine(p).Decide(context.Background(), Input(call("POST", "/x", ""), alice, time.Now()))
+			if err == nil {
+				t.Fatalf("no error for a malformed decision: %+v", d)
+			}
+			if d.Action != Deny {
+				t.Fatalf("malformed decision is %q, not deny", d.Action)
+			}
+		})
+	}
+}
+
+func TestWellFormedDecision(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"p.rego": `package approval
+
+decision := {
+	"action": "require_approval", "policy": "rbac", "resource": "roles/1",
+	"approvers": [{"group": "a", "required": 2}, {"group": "b", "required": 1}],
+	"reason": "r", "expires_in": "2h", "complete": "auto",
+}
+`})
+	d, err := load(t, dir).Decide(context.Background(), Input(call("PUT", "/roles/1", ""), alice, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Decision{Action: RequireApproval, Policy: "rbac", Resource: "roles/1",
+		Approvers: []Requirement{{"a", 2}, {"b", 1}}, Reason: "r", ExpiresIn: 2 * time.Hour, Complete: "auto"}
+	if !reflect.DeepEqual(d, want) {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func TestLoadErrorsNameFileAndLine(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"ok.rego":     "package approval\n\ndecision := {\"action\": \"allow\"}\n",
+		"broken.rego": "package approval\n\nx := {\n",
+	})
+	_, err := Load(context.Background(), dir, "", nil)
+	if err == nil || !strings.Contains(err.Error(), "broken.rego:4") {
+		t.Fatalf("error does not name broken.rego:4: %v", err)
+	}
+	dir = writeFiles(t, map[string]string{"typeerr.rego": "package approval\n\ndecision := concat(\"\", [1])\n"})
+	if _, err := Load(context.Background(), dir, "", nil); err == nil || !strings.Contains(err.Error(), "typeerr.rego:3") {
+		t.Fatalf("compile error does not name the file: %v", err)
+	}
+	if _, err := Load(context.Background(), t.TempDir(), "", nil); err == nil || !strings.Contains(err.Error(), "no .rego") {
+		t.Fatalf("empty dir: %v", err)
+	}
+	if _, err := Load(context.Background(), filepath.Join(t.TempDir(), "missing"), "", nil); err == nil {
+		t.Fatal("missing dir accepted")
+	}
+	dir = writeFiles(t, map[string]string{"p.rego": "package approval\n\ndecision := 1\n", "bad/data.json": "{"})
+	if _, err := Load(context.Background(), dir, "", nil); err == nil || !strings.Contains(err.Error(), "data.json") {
+		t.Fatalf("bad data file: %v", err)
+	}
+}
+
+func TestPrintGoesToTheLog(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	dir := writeFiles(t, map[string]string{"p.rego": "package approval\n\ndecision := {\"action\": \"allow\"} if {\n\tprint(\"checking\", input.request.path)\n}\n"})
+	p, err := Load(context.Background(), dir, "", zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewEngine(p).Decide(context.Background(), Input(call("POST", "/apps", ""), alice, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessage("rego print").Len() != 1 || !strings.Contains(logs.All()[0].ContextMap()["message"].(string), "/apps") {
+		t.Fatalf("print not logged: %+v", logs.All())
+	}
+}
+
+func TestSwapIsWhole(t *testing.T) {
+	allow := writeFiles(t, map[string]string{"p.rego": "package approval\n\ndecision := {\"action\": \"allow\"}\n"})
+	deny := writeFiles(t, map[string]string{"p.rego": "package approval\n\ndecision := {\"action\": \"deny\"}\n"})
+	e := load(t, allow)
+	p2, err := Load(context.Background(), deny, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Swap(p2)
+	d, _ := e.Decide(context.Background(), Input(call("POST", "/x", ""), alice, time.Now()))
+	if d.Action != Deny || e.Current() != p2 {
+		t.Fatalf("swap not in force: %+v", d)
+	}
+}

@@ -1,0 +1,253 @@
+package record
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SystemActor is the actor of history events the gateway itself causes.
+const SystemActor = "gateway"
+
+// Error codes of the public contract that the lifecycle produces.
+const (
+	CodeSelfApproval      = "self_approval"
+	CodeNotAnApprover     = "not_an_approver"
+	CodeNotTheRequester   = "not_the_requester"
+	CodeInvalidTransition = "invalid_transition"
+	CodeAlreadyApproved   = "already_approved"
+	CodeRequirementMet    = "requirement_met"
+	CodeNotesRequired     = "notes_required"
+	CodeStalePayload      = "stale_payload"
+)
+
+// Error is a refused action: a contract error code, a message for people and,
+// for invalid transitions, the status the request is in.
+type Error struct {
+	Code    string
+	Message string
+	Status  Status
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func refuse(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalid(action Action, s Status) *Error {
+	return &Error{Code: CodeInvalidTransition, Status: s,
+		Message: fmt.Sprintf("cannot %s a request that is %s", action, s)}
+}
+
+// move applies one transition of the table and records it in the history.
+func (r *Record) move(action Action, to Status, actor, verb, notes string, now time.Time) error {
+	if !allowedTo(action, r.Status, to) {
+		return invalid(action, r.Status)
+	}
+	r.History = append(r.History, Event{At: now, Actor: actor, Action: verb, From: r.Status, To: to, Notes: notes})
+	r.Status = to
+	r.UpdatedAt = now
+	return nil
+}
+
+// ApproveInput is what an approver sends.
+type ApproveInput struct {
+	Notes string
+	// PayloadSHA256, when set, must equal the record's payload hash: the
+	// approver approves exactly what they saw.
+	PayloadSHA256 string
+	// RequireNotes refuses an approval without notes.
+	RequireNotes bool
+}
+
+// Approve counts p's approval. The request becomes approved when every
+// requirement is met. An approval counts toward exactly one requirement: an
+// identity in two required groups fills one of them, chosen so that the
+// approvals given so far meet as many requirements as possible.
+func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
+	if p.Subject == r.Requester.Subject {
+		return refuse(CodeSelfApproval, "you cannot approve your own request")
+	}
+	eligible := r.EligibleGroups(p)
+	if len(eligible) == 0 {
+		return refuse(CodeNotAnApprover, "approving needs membership of %s", r.requiredGroups())
+	}
+	if !Allowed(ActionApprove, r.Status) {
+		return invalid(ActionApprove, r.Status)
+	}
+	if in.PayloadSHA256 != "" && !strings.EqualFold(in.PayloadSHA256, r.PayloadSHA256) {
+		return refuse(CodeStalePayload, "the request's payload is %s, not the %s you approved", r.PayloadSHA256, in.PayloadSHA256)
+	}
+	if in.RequireNotes && strings.TrimSpace(in.Notes) == "" {
+		return refuse(CodeNotesRequired, "notes are required to approve")
+	}
+	all := r.approvals()
+	for _, a := range all {
+		if a.Subject == p.Subject {
+			return refuse(CodeAlreadyApproved, "%s has already approved this request", p.Subject)
+		}
+	}
+	all = append(all, Approval{Subject: p.Subject, Notes: in.Notes, PayloadSHA256: r.PayloadSHA256, At: now, Eligible: eligible})
+	if !r.assign(all) {
+		return refuse(CodeRequirementMet, "the approvals needed from %s are already given", strings.Join(eligible, ", "))
+	}
+	to := NeedsApproval
+	if r.QuorumMet() {
+		to = Approved
+	}
+	return r.move(ActionApprove, to, p.Subject, "approved", in.Notes, now)
+}
+
+// Reject vetoes the request. Notes are required.
+func (r *Record) Reject(p Principal, notes string, now time.Time) error {
+	if p.Subject == r.Requester.Subject {
+		return refuse(CodeSelfApproval, "you cannot decide on your own request; cancel it instead")
+	}
+	if !r.IsApprover(p) {
+		return refuse(CodeNotAnApprover, "rejecting needs membership of %s", r.requiredGroups())
+	}
+	if !Allowed(ActionReject, r.Status) {
+		return invalid(ActionReject, r.Status)
+	}
+	if strings.TrimSpace(notes) == "" {
+		return refuse(CodeNotesRequired, "notes are required to reject: tell the requester why")
+	}
+	return r.move(ActionReject, Rejected, p.Subject, "rejected", notes, now)
+}
+
+// Cancel withdraws the request; only its requester may.
+func (r *Record) Cancel(p Principal, notes string, now time.Time) error {
+	if p.Subject != r.Requester.Subject {
+		return refuse(CodeNotTheRequester, "only the requester can cancel a request")
+	}
+	if !Allowed(ActionCancel, r.Status) {
+		return invalid(ActionCancel, r.Status)
+	}
+	return r.move(ActionCancel, Canceled, p.Subject, "canceled", notes, now)
+}
+
+// Claim marks an approved request as being replayed by its requester; the
+// store fences it so only one claim wins.
+func (r *Record) Claim(p Principal, now time.Time) error {
+	if p.Subject != r.Requester.Subject {
+		return refuse(CodeNotTheRequester, "only the requester can complete a request")
+	}
+	if !Allowed(ActionClaim, r.Status) {
+		return invalid(ActionClaim, r.Status)
+	}
+	if err := r.move(ActionClaim, Completing, p.Subject, "completing", "", now); err != nil {
+		return err
+	}
+	r.ClaimedAt = &now
+	return nil
+}
+
+// Finish records the backend's answer to the replay.
+func (r *Record) Finish(res Result, now time.Time) error {
+	res.CompletedAt = now
+	if err := r.move(ActionFinish, Completed, SystemActor, "completed", fmt.Sprintf("backend answered %d", res.Status), now); err != nil {
+		return err
+	}
+	r.Result = &res
+	return nil
+}
+
+// Fail records that the replay did not happen, or that its outcome is
+// unknown; a failed request is never replayed again.
+func (r *Record) Fail(res Result, now time.Time) error {
+	res.CompletedAt = now
+	if err := r.move(ActionFail, Failed, SystemActor, "failed", res.Error, now); err != nil {
+		return err
+	}
+	r.Result = &res
+	return nil
+}
+
+// Expire ends a request whose time ran out.
+func (r *Record) Expire(now time.Time) error {
+	return r.move(ActionExpire, Expired, SystemActor, "expired", "", now)
+}
+
+func (r *Record) requiredGroups() string {
+	var gs []string
+	for _, req := range r.Approvers {
+		gs = append(gs, req.Group)
+	}
+	return strings.Join(gs, " or ")
+}
+
+// assign distributes approvals (oldest first) over the requirements as a
+// maximum bipartite matching with capacities, and stores the result in
+// r.Approvers. It reports false, leaving r unchanged, when some approval
+// cannot be counted toward any requirement.
+func (r *Record) assign(all []Approval) bool {
+	match := make([]int, len(all))
+	load := make([]int, len(r.Approvers))
+	for j := range match {
+		match[j] = -1
+	}
+	var place func(j int, seen []bool) bool
+	place = func(j int, seen []bool) bool {
+		for i, req := range r.Approvers {
+			if seen[i] || !slices.Contains(all[j].Eligible, req.Group) {
+				continue
+			}
+			seen[i] = true
+			if load[i] < req.Required {
+				match[j] = i
+				load[i]++
+				return true
+			}
+			for k := range all {
+				if k != j && match[k] == i && place(k, seen) {
+					match[j] = i
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for j := range all {
+		if !place(j, make([]bool, len(r.Approvers))) {
+			return false
+		}
+	}
+	for i := range r.Approvers {
+		r.Approvers[i].Approvals = nil
+	}
+	for j, a := range all {
+		i := match[j]
+		a.Group = r.Approvers[i].Group
+		r.Approvers[i].Approvals = append(r.Approvers[i].Approvals, a)
+	}
+	r.recount()
+	return true
+}
+
+// recount refreshes how many approvals each requirement still needs.
+func (r *Record) recount() {
+	for i := range r.Approvers {
+		r.Approvers[i].Remaining = max(0, r.Approvers[i].Required-len(r.Approvers[i].Approvals))
+		if r.Approvers[i].Approvals == nil {
+			r.Approvers[i].Approvals = []Approval{}
+		}
+	}
+}
+
+// NewRequirements builds a record's requirements from a decision's
+// approvers: entries for the same group are merged (their counts added).
+func NewRequirements(in []Requirement) []Requirement {
+	var out []Requirement
+	for _, q := range in {
+		if j := slices.IndexFunc(out, func(o Requirement) bool { return o.Group == q.Group }); j >= 0 {
+			out[j].Required += q.Required
+			continue
+		}
+		out = append(out, Requirement{Group: q.Group, Required: q.Required})
+	}
+	r := Record{Approvers: out}
+	r.recount()
+	return r.Approvers
+}

@@ -1,0 +1,180 @@
+package record
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Principal is an authenticated caller: who they are and their groups.
+type Principal struct {
+	Subject string   `json:"subject"`
+	Groups  []string `json:"groups"`
+}
+
+// InGroup reports whether p is a member of group.
+func (p Principal) InGroup(group string) bool {
+	return slices.Contains(p.Groups, group)
+}
+
+// Operation is the stored call: everything needed to replay it except the
+// body, which is kept beside the record, and credentials, which are never
+// kept.
+type Operation struct {
+	Method   string      `json:"method"`
+	Path     string      `json:"path"`
+	RawQuery string      `json:"raw_query,omitempty"`
+	Host     string      `json:"host,omitempty"`
+	Headers  http.Header `json:"headers,omitempty"`
+	BodySize int         `json:"body_size"`
+}
+
+// Approval is one approver's yes.
+type Approval struct {
+	Subject       string    `json:"subject"`
+	Group         string    `json:"group"`
+	Notes         string    `json:"notes,omitempty"`
+	PayloadSHA256 string    `json:"payload_sha256"`
+	At            time.Time `json:"at"`
+	// Eligible lists the required groups the approver was a member of when
+	// approving; quorum counting may assign the approval to any of them.
+	Eligible []string `json:"eligible_groups,omitempty"`
+}
+
+// Requirement is one entry of a decision's approvers: Required approvals
+// from distinct members of Group. All requirements of a request must be met.
+type Requirement struct {
+	Group     string     `json:"group"`
+	Required  int        `json:"required"`
+	Approvals []Approval `json:"approvals"`
+	Remaining int        `json:"remaining"`
+}
+
+// Event is one entry of a request's history.
+type Event struct {
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	From   Status    `json:"from,omitempty"`
+	To     Status    `json:"to"`
+	Notes  string    `json:"notes,omitempty"`
+}
+
+// Result is what the backend answered to the replay, or why there was none.
+type Result struct {
+	Status      int         `json:"status,omitempty"`
+	Headers     http.Header `json:"headers,omitempty"`
+	Body        string      `json:"body_excerpt,omitempty"`
+	Truncated   bool        `json:"body_truncated,omitempty"`
+	Error       string      `json:"error,omitempty"`
+	CompletedAt time.Time   `json:"completed_at"`
+}
+
+// Record is a parked request and everything that happened to it.
+type Record struct {
+	ID            string        `json:"id"`
+	Status        Status        `json:"status"`
+	Requester     Principal     `json:"requester"`
+	Justification string        `json:"justification"`
+	Policy        string        `json:"policy"`
+	Reason        string        `json:"reason,omitempty"`
+	Resource      string        `json:"resource"`
+	Operation     Operation     `json:"operation"`
+	PayloadSHA256 string        `json:"payload_sha256"`
+	Approvers     []Requirement `json:"approvers"`
+	CreatedAt     time.Time     `json:"created_at"`
+	UpdatedAt     time.Time     `json:"updated_at"`
+	ExpiresAt     time.Time     `json:"expires_at"`
+	ClaimedAt     *time.Time    `json:"claimed_at,omitempty"`
+	History       []Event       `json:"history"`
+	Result        *Result       `json:"result,omitempty"`
+}
+
+// PayloadHash is the SHA-256, in hex, of the canonical form of a stored
+// call: method, host, path, query, headers (sorted by name, values in
+// order) and body, each part length-prefixed so no two calls share a form.
+// Approvals are bound to it.
+func PayloadHash(op Operation, body []byte) string {
+	h := sha256.New()
+	part := func(s string) {
+		var n [8]byte
+		l := uint64(len(s))
+		for i := range n {
+			n[i] = byte(l >> (8 * i))
+		}
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	part(op.Method)
+	part(op.Host)
+	part(op.Path)
+	part(op.RawQuery)
+	names := make([]string, 0, len(op.Headers))
+	for k := range op.Headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		part(strings.ToLower(k))
+		part(strings.Join(op.Headers[k], "\x00"))
+	}
+	part(string(body))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// EligibleGroups returns the required groups that p is a member of.
+func (r *Record) EligibleGroups(p Principal) []string {
+	var out []string
+	for _, req := range r.Approvers {
+		if p.InGroup(req.Group) && !slices.Contains(out, req.Group) {
+			out = append(out, req.Group)
+		}
+	}
+	return out
+}
+
+// IsApprover reports whether p may approve or reject r by group membership
+// (the requester is excluded separately).
+func (r *Record) IsApprover(p Principal) bool {
+	return len(r.EligibleGroups(p)) > 0
+}
+
+// IsParty reports whether p may see r: its requester, an eligible approver,
+// or an admin.
+func (r *Record) IsParty(p Principal, admin bool) bool {
+	return admin || p.Subject == r.Requester.Subject || r.IsApprover(p)
+}
+
+// ApprovedBy lists the approvers' subjects in the order they approved.
+func (r *Record) ApprovedBy() []string {
+	all := r.approvals()
+	out := make([]string, len(all))
+	for i, a := range all {
+		out[i] = a.Subject
+	}
+	return out
+}
+
+// approvals returns every approval of r, oldest first.
+func (r *Record) approvals() []Approval {
+	var all []Approval
+	for _, req := range r.Approvers {
+		all = append(all, req.Approvals...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].At.Before(all[j].At) })
+	return all
+}
+
+// QuorumMet reports whether every requirement has its approvals.
+func (r *Record) QuorumMet() bool {
+	for _, req := range r.Approvers {
+		if len(req.Approvals) < req.Required {
+			return false
+		}
+	}
+	return true
+}
