@@ -1,0 +1,294 @@
+// Package store keeps approval requests in etcd: one key prefix, records as
+// JSON, the parked body beside its record, one claim key per resource for
+// the one-pending-request rule, and index keys for the list views. Every
+// state change is one transaction fenced on the record's mod revision.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/record"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// DefaultPrefix is the key prefix when none is configured.
+const DefaultPrefix = "/approvals/"
+
+// Options configures a Store.
+type Options struct {
+	// Prefix of every key; must start and end with "/". Default
+	// DefaultPrefix.
+	Prefix string
+	// Timeout bounds each store operation, so that an unreachable etcd
+	// becomes an error quickly instead of a hung call. Default 5s.
+	Timeout time.Duration
+}
+
+// Store is the etcd-backed request store. It is safe for concurrent use and
+// keeps no state of its own: several gateways on one etcd act as one.
+type Store struct {
+	cli     *clientv3.Client
+	prefix  string
+	timeout time.Duration
+}
+
+// New returns a Store using cli, which the caller keeps and closes.
+func New(cli *clientv3.Client, opts Options) (*Store, error) {
+	p := opts.Prefix
+	if p == "" {
+		p = DefaultPrefix
+	}
+	if err := ValidatePrefix(p); err != nil {
+		return nil, err
+	}
+	t := opts.Timeout
+	if t <= 0 {
+		t = 5 * time.Second
+	}
+	return &Store{cli: cli, prefix: p, timeout: t}, nil
+}
+
+// ValidatePrefix checks a key prefix: it starts and ends with "/" and has no
+// empty, "." or ".." segment.
+func ValidatePrefix(p string) error {
+	if len(p) < 2 || !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") {
+		return fmt.Errorf("prefix %q must start and end with /", p)
+	}
+	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("prefix %q has an empty, . or .. segment", p)
+		}
+	}
+	return nil
+}
+
+// Client returns the etcd client.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Prefix returns the key prefix.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Errors of the store. Anything else from a Store is an *UnavailableError.
+var (
+	ErrNotFound = errors.New("no such request")
+)
+
+// PendingError says the resource already has a pending request.
+type PendingError struct{ ID string }
+
+func (e *PendingError) Error() string {
+	return "a request for this resource is already pending: " + e.ID
+}
+
+// UnavailableError wraps a failure to reach or use etcd.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return "store unavailable: " + e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &UnavailableError{Err: err}
+}
+
+// conflictError carries the current record after a lost compare-and-swap.
+type conflictError struct {
+	rec *record.Record
+	rev int64
+}
+
+func (e *conflictError) Error() string { return "request changed concurrently" }
+
+func (s *Store) requestKey(id string) string { return s.prefix + "requests/" + id }
+func (s *Store) payloadKey(id string) string { return s.prefix + "payloads/" + id }
+func (s *Store) resourceKey(r string) string { return s.prefix + "resources/" + url.PathEscape(r) }
+func (s *Store) requesterIndex(sub string) string {
+	return s.prefix + "by-requester/" + url.PathEscape(sub) + "/"
+}
+func (s *Store) groupIndex(group string) string {
+	return s.prefix + "by-group/" + url.PathEscape(group) + "/"
+}
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Create stores a new request and its body and claims its resource, in one
+// transaction. If the resource already has a pending request, nothing is
+// written and the error is a *PendingError naming it.
+func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte) error {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	claim := s.resourceKey(rec.Resource)
+	ops := []clientv3.Op{
+		clientv3.OpPut(claim, rec.ID),
+		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
+		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
+		clientv3.OpPut(s.requesterIndex(rec.Requester.Subject)+rec.ID, ""),
+	}
+	for _, q := range rec.Approvers {
+		ops = append(ops, clientv3.OpPut(s.groupIndex(q.Group)+rec.ID, ""))
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)).
+		Then(ops...).
+		Else(clientv3.OpGet(claim)).
+		Commit()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return unavailable(errors.New("resource claim vanished during create"))
+		}
+		return &PendingError{ID: string(kvs[0].Value)}
+	}
+	return nil
+}
+
+// Get returns a request and its mod revision.
+func (s *Store) Get(ctx context.Context, id string) (*record.Record, int64, error) {
+	if !ValidID(id) {
+		return nil, 0, ErrNotFound
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.requestKey(id))
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, ErrNotFound
+	}
+	rec, err := decode(resp.Kvs[0].Value)
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, resp.Kvs[0].ModRevision, nil
+}
+
+// Payload returns the parked body of a request.
+func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.payloadKey(id))
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, ErrNotFound
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// update writes rec if its stored mod revision is still rev, releasing the
+// resource claim when rec is terminal. On a lost race it returns a
+// *conflictError with the current record.
+func (s *Store) update(ctx context.Context, rec *record.Record, rev int64) (int64, error) {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	key := s.requestKey(rec.ID)
+	ops := []clientv3.Op{clientv3.OpPut(key, string(val))}
+	if rec.Status.Terminal() {
+		claim := s.resourceKey(rec.Resource)
+		ops = append(ops, clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
+			[]clientv3.Op{clientv3.OpDelete(claim)}, nil))
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(ops...).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return 0, ErrNotFound
+		}
+		cur, err := decode(kvs[0].Value)
+		if err != nil {
+			return 0, err
+		}
+		return 0, &conflictError{rec: cur, rev: kvs[0].ModRevision}
+	}
+	return resp.Header.Revision, nil
+}
+
+// maxAttempts bounds the retries of a contended Mutate.
+const maxAttempts = 20
+
+// Mutate reads a request, applies fn and writes the result, fenced on the
+// mod revision it read; when another writer wins, fn is applied again to the
+// newer record. An error from fn is returned as is, with the record as
+// read, and nothing is written.
+func (s *Store) Mutate(ctx context.Context, id string, fn func(*record.Record) error) (*record.Record, error) {
+	rec, rev, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for range maxAttempts {
+		if err := fn(rec); err != nil {
+			return rec, err
+		}
+		_, err := s.update(ctx, rec, rev)
+		var c *conflictError
+		if errors.As(err, &c) {
+			rec, rev = c.rec, c.rev
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return rec, nil
+	}
+	return nil, unavailable(fmt.Errorf("request %s: too much contention", id))
+}
+
+func decode(b []byte) (*record.Record, error) {
+	var rec record.Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("decoding stored request: %w", err)
+	}
+	return &rec, nil
+}
+
+// ValidID reports whether id has the form of a request id (a UUID), so that
+// user input never reaches a key unchecked.
+func ValidID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i, c := range id {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
