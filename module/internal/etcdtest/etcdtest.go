@@ -7,6 +7,7 @@ import (
 
 	"github.com/approval-gateway/gateway/module/etcdembed"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Start runs an embedded etcd in a temporary directory for the duration of
@@ -24,7 +25,7 @@ func Start(t testing.TB) (*clientv3.Client, *etcdembed.Server) {
 // Dial connects a client to endpoint, closed when the test ends.
 func Dial(t testing.TB, endpoint string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

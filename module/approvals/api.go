@@ -1,0 +1,283 @@
+package approvals
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/record"
+	"github.com/approval-gateway/gateway/module/store"
+	"go.uber.org/zap"
+)
+
+// maxActionBody bounds the JSON body of an action call; maxNotes the notes.
+const (
+	maxActionBody = 64 << 10
+	maxNotes      = 4000
+)
+
+// errNotParty hides a request from a caller who is no party to it.
+var errNotParty = fail(http.StatusNotFound, CodeNotFound, "no such request")
+
+// serveAPI routes the approval API.
+func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
+	rest, ok := strings.CutPrefix(r.URL.Path, s.api)
+	if !ok {
+		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such page"))
+		return
+	}
+	who, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	parts := strings.Split(strings.Trim(rest, "/"), "/")
+	switch {
+	case len(parts) == 1 && parts[0] == "requests":
+		if !method(w, r, http.MethodGet) {
+			return
+		}
+		s.list(w, r, who)
+	case len(parts) == 2 && parts[0] == "requests":
+		if !method(w, r, http.MethodGet) {
+			return
+		}
+		s.get(w, r, who, parts[1])
+	case len(parts) == 3 && parts[0] == "requests":
+		if !method(w, r, http.MethodPost) {
+			return
+		}
+		s.act(w, r, who, parts[1], parts[2], next)
+	default:
+		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such API call"))
+	}
+}
+
+func method(w http.ResponseWriter, r *http.Request, want string) bool {
+	if r.Method == want || (want == http.MethodGet && r.Method == http.MethodHead) {
+		return true
+	}
+	w.Header().Set("Allow", want)
+	writeError(w, fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use "+want))
+	return false
+}
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	q := r.URL.Query()
+	var o store.ListOptions
+	switch view := q.Get("view"); view {
+	case "", "mine":
+		o.Requester = who.Subject
+	case "received":
+		if len(who.Groups) == 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"requests": []any{}})
+			return
+		}
+		o.Groups = who.Groups
+	case "all":
+		if !s.isAdmin(who) {
+			writeError(w, fail(http.StatusForbidden, CodeForbidden, "view=all is for members of the admin groups"))
+			return
+		}
+	default:
+		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "view must be mine, received or all"))
+		return
+	}
+	for _, v := range q["status"] {
+		for _, st := range strings.Split(v, ",") {
+			if st == "" {
+				continue
+			}
+			if !record.Status(st).Valid() {
+				writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "unknown status "+strconv.Quote(st)))
+				return
+			}
+			o.Statuses = append(o.Statuses, record.Status(st))
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > store.MaxLimit {
+			writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "limit must be a number from 1 to "+strconv.Itoa(store.MaxLimit)))
+			return
+		}
+		o.Limit = n
+	}
+	o.Cursor = q.Get("cursor")
+	recs, next, err := s.o.Store.List(r.Context(), o)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := map[string]any{"requests": recs}
+	if recs == nil {
+		out["requests"] = []any{}
+	}
+	if next != "" {
+		out["next_cursor"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// requestView is a record as GET shows it: with the parked body.
+type requestView struct {
+	*record.Record
+	Body       *string `json:"body,omitempty"`
+	BodyBase64 string  `json:"body_base64,omitempty"`
+}
+
+func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string) {
+	rec, _, err := s.o.Store.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !rec.IsParty(record.Principal{Subject: who.Subject, Groups: who.Groups}, s.isAdmin(who)) {
+		writeError(w, errNotParty)
+		return
+	}
+	if s.overdue(rec) {
+		// Expiry holds even when nothing sweeps: record it now.
+		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isExpired(err) {
+			writeError(w, err)
+			return
+		}
+	}
+	body, err := s.o.Store.Payload(r.Context(), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	v := requestView{Record: rec}
+	if utf8.Valid(body) {
+		b := string(body)
+		v.Body = &b
+	} else {
+		v.BodyBase64 = base64Encode(body)
+	}
+	w.Header().Set("ETag", `"`+rec.PayloadSHA256+`"`)
+	writeJSON(w, http.StatusOK, v)
+}
+
+// actionInput is the JSON body of approve, reject, cancel and complete.
+type actionInput struct {
+	Notes         string `json:"notes"`
+	PayloadSHA256 string `json:"payload_sha256"`
+}
+
+func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Identity, id, action string, next Next) {
+	var in actionInput
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxActionBody+1))
+	switch {
+	case err != nil:
+		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "reading the body failed"))
+		return
+	case len(body) > maxActionBody:
+		writeError(w, tooLarge(maxActionBody))
+		return
+	case len(strings.TrimSpace(string(body))) > 0:
+		if err := json.Unmarshal(body, &in); err != nil {
+			writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "the body must be a JSON object like {\"notes\": \"...\"}"))
+			return
+		}
+	}
+	if utf8.RuneCountInString(in.Notes) > maxNotes {
+		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "notes are limited to "+strconv.Itoa(maxNotes)+" characters"))
+		return
+	}
+	if m := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`); m != "" && in.PayloadSHA256 == "" {
+		in.PayloadSHA256 = m
+	}
+	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	now := s.o.Clock()
+	var fn func(*record.Record) error
+	switch action {
+	case "approve":
+		fn = func(rec *record.Record) error {
+			if err := rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.o.RequireApprovalNotes}, now); err != nil {
+				return err
+			}
+			if rec.Status == record.Approved {
+				rec.ExpiresAt = now.Add(s.o.CompletionExpiry)
+			}
+			return nil
+		}
+	case "reject":
+		fn = func(rec *record.Record) error { return rec.Reject(p, in.Notes, now) }
+	case "cancel":
+		fn = func(rec *record.Record) error { return rec.Cancel(p, in.Notes, now) }
+	case "complete":
+		s.complete(w, r, who, id, next)
+		return
+	default:
+		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such action "+strconv.Quote(action)))
+		return
+	}
+	rec, err := s.mutate(r, who, id, fn)
+	if err != nil {
+		s.log.Info("action refused", zap.String("action", action), zap.String("request_id", id),
+			zap.String("actor", who.Subject), zap.String("reason", asAPIError(err).code))
+		writeError(w, err)
+		return
+	}
+	s.audit(rec, who.Subject, rec.History[len(rec.History)-1].Action, in.Notes, r)
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// errExpired marks an action refused because the request had just expired.
+type errExpired struct{ err *record.Error }
+
+func (e errExpired) Error() string { return e.err.Error() }
+func (e errExpired) Unwrap() error { return e.err }
+
+func isExpired(err error) bool {
+	var e errExpired
+	return errors.As(err, &e)
+}
+
+// mutate applies fn to request id as who, under the rules every action
+// shares: a caller who is no party to the request gets 404, and an overdue
+// request is first recorded as expired (and the action refused).
+func (s *Service) mutate(r *http.Request, who *identity.Identity, id string, fn func(*record.Record) error) (*record.Record, error) {
+	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	admin := s.isAdmin(who)
+	expired := false
+	rec, err := s.o.Store.Mutate(r.Context(), id, func(rec *record.Record) error {
+		expired = false
+		if !rec.IsParty(p, admin) {
+			return errNotParty
+		}
+		if s.overdue(rec) {
+			expired = true
+			return rec.Expire(s.o.Clock())
+		}
+		return fn(rec)
+	})
+	if err != nil {
+		return rec, err
+	}
+	if expired {
+		s.audit(rec, record.SystemActor, "expired", "", r)
+		return rec, errExpired{err: &record.Error{Code: record.CodeInvalidTransition, Status: record.Expired,
+			Message: "the request expired at " + rec.ExpiresAt.UTC().Format(time.RFC3339)}}
+	}
+	return rec, nil
+}
+
+// overdue reports whether a pending request's time has run out.
+func (s *Service) overdue(rec *record.Record) bool {
+	return record.Allowed(record.ActionExpire, rec.Status) && !s.o.Clock().Before(rec.ExpiresAt)
+}
+
+// detached gives follow-up store writes a context that survives the
+// caller hanging up, bounded in time.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}

@@ -1,0 +1,187 @@
+package approvals
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/record"
+	"go.uber.org/zap"
+)
+
+// Headers the replay adds.
+const (
+	IdempotencyKeyHeader = "Idempotency-Key"
+	RequestIDHeader      = "Approval-Request-Id"
+	ApprovedByHeader     = "Approval-Approved-By"
+)
+
+// complete claims an approved request for its requester and replays it:
+// at most once, since only one claim can move it from approved to
+// completing.
+func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string, next Next) {
+	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.o.Clock()) })
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.audit(rec, who.Subject, "completing", "", r)
+
+	body, err := s.o.Store.Payload(r.Context(), id)
+	if err != nil {
+		// The claim stands: the request is never replayed twice. It ends
+		// failed once the claim times out.
+		s.log.Error("reading the parked body for replay", zap.String("request_id", id), zap.Error(err))
+		writeError(w, err)
+		return
+	}
+	replay := s.replayRequest(r, rec, body)
+	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
+	cw.Header().Set(RequestIDHeader, rec.ID)
+	nerr := next(cw, replay)
+
+	res := record.Result{Status: cw.status}
+	if cw.status != 0 {
+		res.Headers = cw.Header().Clone()
+		res.Headers.Del(RequestIDHeader)
+		res.Headers.Del("Set-Cookie")
+		res.Body, res.Truncated = excerpt(cw.buf.Bytes(), cw.truncated)
+	}
+	if nerr != nil {
+		res.Error = nerr.Error()
+	}
+	ctx, cancel := detached(r.Context())
+	defer cancel()
+	now := s.o.Clock()
+	final, err := s.o.Store.Mutate(ctx, id, func(rec *record.Record) error {
+		if cw.status == 0 {
+			if res.Error == "" {
+				res.Error = "the backend gave no answer"
+			}
+			return rec.Fail(res, now)
+		}
+		return rec.Finish(res, now)
+	})
+	if err != nil {
+		s.log.Error("recording the replay's outcome", zap.String("request_id", id), zap.Error(err))
+	} else {
+		s.audit(final, record.SystemActor, string(final.Status), "", r)
+	}
+	if cw.status == 0 {
+		// Nothing was written to the client yet: explain.
+		e := fail(http.StatusBadGateway, CodeReplayFailed, "the backend could not be reached; the request is now failed and will not be replayed")
+		if final != nil {
+			e = e.with("request", final)
+		}
+		writeError(w, e)
+	}
+}
+
+// replayRequest rebuilds the parked call. It carries the complete call's
+// own Authorization (the requester's current token), never a stored one,
+// and goes to whatever next handler the configuration names.
+func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte) *http.Request {
+	op := rec.Operation
+	rr := r.Clone(r.Context())
+	rr.Method = op.Method
+	u := *r.URL
+	u.Path, u.RawPath, u.RawQuery = op.Path, "", op.RawQuery
+	rr.URL = &u
+	rr.RequestURI = u.RequestURI()
+	if op.Host != "" {
+		rr.Host = op.Host
+	}
+	rr.Header = op.Headers.Clone()
+	if rr.Header == nil {
+		rr.Header = http.Header{}
+	}
+	if a := r.Header.Get("Authorization"); a != "" {
+		rr.Header.Set("Authorization", a)
+	}
+	rr.Header.Set(IdempotencyKeyHeader, rec.ID)
+	rr.Header.Set(RequestIDHeader, rec.ID)
+	rr.Header.Set(ApprovedByHeader, strings.Join(rec.ApprovedBy(), ", "))
+	rr.Body = http.NoBody
+	if len(body) > 0 {
+		rr.Body = readCloser{bytes.NewReader(body)}
+	}
+	rr.ContentLength = int64(len(body))
+	rr.GetBody = nil
+	return rr
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }
+
+// captureWriter passes the backend's answer to the client while keeping
+// its status and the first bytes of its body for the record.
+type captureWriter struct {
+	http.ResponseWriter
+	status    int
+	limit     int
+	buf       bytes.Buffer
+	truncated bool
+}
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.status == 0 && code >= 200 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if room := c.limit - c.buf.Len(); room > 0 {
+		c.buf.Write(b[:min(room, len(b))])
+		if len(b) > room {
+			c.truncated = true
+		}
+	} else if len(b) > 0 {
+		c.truncated = true
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *captureWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Flush passes flushes through for streamed answers.
+func (c *captureWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack is refused: a replay is one request and one answer.
+func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errors.New("a replayed request cannot be hijacked")
+}
+
+// excerpt keeps the start of a body as text, cut on a rune boundary, or
+// base64 if it is not text.
+func excerpt(b []byte, truncated bool) (string, bool) {
+	if !utf8.Valid(b) {
+		cut := len(b)
+		for cut > 0 && cut > len(b)-utf8.UTFMax && !utf8.Valid(b[:cut]) {
+			cut--
+		}
+		if utf8.Valid(b[:cut]) {
+			return string(b[:cut]), truncated || cut < len(b)
+		}
+		return "base64:" + base64Encode(b), truncated
+	}
+	return string(b), truncated
+}
+
+func base64Encode(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -1,0 +1,328 @@
+// Package approvals is the core of the gateway: it judges protected calls
+// (identity, policy), parks the ones that need approval, serves the approval
+// API and replays completed requests through the next handler. It knows
+// nothing of Caddy: the handler in the parent package is a thin adapter.
+package approvals
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/policy"
+	"github.com/approval-gateway/gateway/module/record"
+	"github.com/approval-gateway/gateway/module/store"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix           = "/.approvals"
+	DefaultMaxBody          = 1 << 20
+	DefaultExpiry           = 720 * time.Hour
+	DefaultMaxJustification = 2000
+	DefaultExcerpt          = 4096
+)
+
+// DefaultMethods are the methods judged when none are configured.
+var DefaultMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// Next is the rest of the handler chain (the reverse proxy): where allowed
+// calls and replays go.
+type Next func(w http.ResponseWriter, r *http.Request) error
+
+// Authenticator turns a request into an identity.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*identity.Identity, error)
+}
+
+// Options configures a Service.
+type Options struct {
+	Store    *store.Store
+	Identity Authenticator
+	Policy   *policy.Engine
+
+	// Methods are judged; others pass untouched. Default DefaultMethods.
+	Methods []string
+	// MaxBody is the largest body of a judged call. Default 1 MiB.
+	MaxBody int64
+	// Prefix is where the approval API lives. Default DefaultPrefix.
+	Prefix string
+	// AdminGroups may list every request.
+	AdminGroups []string
+	// ApprovalExpiry is the time to reach the quorum; CompletionExpiry the
+	// time from approval to completion. Default 720h each.
+	ApprovalExpiry   time.Duration
+	CompletionExpiry time.Duration
+	// MaxJustification is the longest justification, in characters.
+	MaxJustification int
+	// RequireApprovalNotes refuses approvals without notes.
+	RequireApprovalNotes bool
+	// ResultExcerpt is how much of the backend's answer the record keeps.
+	ResultExcerpt int
+
+	// ClientIP returns the client address of a request. Default: the host
+	// of RemoteAddr.
+	ClientIP func(*http.Request) string
+	// Clock returns the current time. Default time.Now.
+	Clock  func() time.Time
+	Logger *zap.Logger
+}
+
+// Service is the gateway's core. It holds no request state: all of it is
+// in the store.
+type Service struct {
+	o       Options
+	api     string // Prefix + "/api/v1"
+	methods map[string]bool
+	log     *zap.Logger
+}
+
+// New checks opts, fills in defaults and returns a Service.
+func New(o Options) (*Service, error) {
+	if o.Store == nil || o.Identity == nil || o.Policy == nil {
+		return nil, errors.New("approvals: store, identity and policy are required")
+	}
+	if len(o.Methods) == 0 {
+		o.Methods = DefaultMethods
+	}
+	methods := map[string]bool{}
+	for _, m := range o.Methods {
+		m = strings.ToUpper(m)
+		switch m {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			return nil, fmt.Errorf("methods: %s is a safe method and is never judged", m)
+		}
+		methods[m] = true
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(o.Prefix, "/") || strings.HasSuffix(o.Prefix, "/") {
+		return nil, fmt.Errorf("api_prefix %q must start with / and not end with /", o.Prefix)
+	}
+	if o.ApprovalExpiry <= 0 {
+		o.ApprovalExpiry = DefaultExpiry
+	}
+	if o.CompletionExpiry <= 0 {
+		o.CompletionExpiry = DefaultExpiry
+	}
+	if o.MaxJustification <= 0 {
+		o.MaxJustification = DefaultMaxJustification
+	}
+	if o.ResultExcerpt <= 0 {
+		o.ResultExcerpt = DefaultExcerpt
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = remoteHost
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger}, nil
+}
+
+// ServeHTTP routes a request: the approval API, a judged call, or straight
+// to next.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
+	if p := r.URL.Path; p == s.o.Prefix || strings.HasPrefix(p, s.o.Prefix+"/") {
+		s.serveAPI(w, r, next)
+		return nil
+	}
+	if !s.methods[r.Method] {
+		return next(w, r)
+	}
+	return s.judge(w, r, next)
+}
+
+// judge authenticates a protected call, asks the policy, and lets it
+// through, refuses it or parks it.
+func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error {
+	who, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return nil
+	}
+	if r.ContentLength > s.o.MaxBody {
+		writeError(w, tooLarge(s.o.MaxBody))
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.o.MaxBody+1))
+	if err != nil {
+		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "reading the request body failed"))
+		return nil
+	}
+	if int64(len(body)) > s.o.MaxBody {
+		writeError(w, tooLarge(s.o.MaxBody))
+		return nil
+	}
+	now := s.o.Clock()
+	input := policy.Input(policy.Call{
+		Method: r.Method, Path: r.URL.Path, Host: r.Host, Query: r.URL.Query(),
+		Header: r.Header, Body: body, RemoteIP: s.o.ClientIP(r),
+	}, policy.Caller{Subject: who.Subject, Groups: who.Groups, Claims: who.Claims}, now)
+	d, err := s.o.Policy.Decide(r.Context(), input)
+	if err != nil {
+		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
+			zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	}
+	s.log.Info("decision", zap.String("action", d.Action), zap.String("policy", d.Policy),
+		zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path),
+		zap.String("resource", d.Resource), zap.String("client_ip", s.o.ClientIP(r)))
+	switch d.Action {
+	case policy.Allow:
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		return next(w, r)
+	case policy.RequireApproval:
+		rec, err := s.park(r, who, d, body, now)
+		if err != nil {
+			writeError(w, err)
+			return nil
+		}
+		w.Header().Set("Location", s.api+"/requests/"+rec.ID)
+		writeJSON(w, http.StatusAccepted, rec)
+		return nil
+	default:
+		reason := d.Reason
+		if reason == "" {
+			reason = "the access policy denies this call"
+		}
+		writeError(w, fail(http.StatusForbidden, CodeDenied, reason).with("policy", d.Policy))
+		return nil
+	}
+}
+
+func tooLarge(max int64) *apiError {
+	return fail(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("the body exceeds the %d-byte limit", max))
+}
+
+// JustificationHeader carries the requester's business justification.
+const JustificationHeader = "Approval-Justification"
+
+// park stores a call that needs approval.
+func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decision, body []byte, now time.Time) (*record.Record, error) {
+	just := strings.TrimSpace(r.Header.Get(JustificationHeader))
+	if just == "" {
+		return nil, fail(http.StatusPreconditionRequired, CodeJustificationRequired,
+			"this change needs approval: resend it with an "+JustificationHeader+" header saying why").with("policy", d.Policy)
+	}
+	if n := len([]rune(just)); n > s.o.MaxJustification {
+		return nil, fail(http.StatusBadRequest, CodeJustificationTooLong,
+			fmt.Sprintf("the justification has %d characters; at most %d are allowed", n, s.o.MaxJustification))
+	}
+	op := record.Operation{
+		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
+		Headers: storableHeaders(r.Header), BodySize: len(body),
+	}
+	reqs := make([]record.Requirement, len(d.Approvers))
+	for i, a := range d.Approvers {
+		reqs[i] = record.Requirement{Group: a.Group, Required: a.Required}
+	}
+	expiry := s.o.ApprovalExpiry
+	if d.ExpiresIn > 0 {
+		expiry = d.ExpiresIn
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	rec := &record.Record{
+		ID: id.String(), Status: record.NeedsApproval,
+		Requester:     record.Principal{Subject: who.Subject, Groups: slices.Clone(who.Groups)},
+		Justification: just, Policy: d.Policy, Reason: d.Reason, Resource: d.Resource,
+		Operation: op, PayloadSHA256: record.PayloadHash(op, body),
+		Approvers: record.NewRequirements(reqs),
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(expiry),
+		History: []record.Event{{At: now, Actor: who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
+	}
+	if err := s.o.Store.Create(r.Context(), rec, body); err != nil {
+		s.log.Warn("park refused", zap.String("subject", who.Subject), zap.String("resource", d.Resource), zap.Error(err))
+		return nil, err
+	}
+	s.audit(rec, who.Subject, "parked", "", r)
+	return rec, nil
+}
+
+// dropHeaders are never stored with a parked call: credentials, hop-by-hop
+// headers, and what the replay sets itself.
+var dropHeaders = map[string]bool{
+	"Authorization": true, "Cookie": true, "Proxy-Authorization": true,
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Expect": true,
+	"Approval-Justification": true, "Idempotency-Key": true, "Approval-Request-Id": true, "Approval-Approved-By": true,
+}
+
+func storableHeaders(h http.Header) http.Header {
+	out := http.Header{}
+	conn := map[string]bool{}
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			conn[http.CanonicalHeaderKey(strings.TrimSpace(f))] = true
+		}
+	}
+	for k, vs := range h {
+		ck := http.CanonicalHeaderKey(k)
+		if dropHeaders[ck] || conn[ck] {
+			continue
+		}
+		out[ck] = slices.Clone(vs)
+	}
+	return out
+}
+
+// authenticate verifies the caller's token.
+func (s *Service) authenticate(r *http.Request) (*identity.Identity, error) {
+	who, err := s.o.Identity.Authenticate(r)
+	if err != nil {
+		e := fail(http.StatusUnauthorized, CodeUnauthenticated, "a valid bearer token is required")
+		if errors.Is(err, identity.ErrNoToken) {
+			return nil, e.with("no_token", true)
+		}
+		s.log.Info("authentication failed", zap.Error(err), zap.String("client_ip", s.o.ClientIP(r)))
+		return nil, e
+	}
+	return who, nil
+}
+
+func (s *Service) isAdmin(who *identity.Identity) bool {
+	for _, g := range s.o.AdminGroups {
+		if slices.Contains(who.Groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// audit logs one lifecycle event: who, what, which request; never bodies
+// or credentials.
+func (s *Service) audit(rec *record.Record, actor, action, notes string, r *http.Request) {
+	s.log.Info("approval event",
+		zap.String("event", action), zap.String("request_id", rec.ID), zap.String("actor", actor),
+		zap.String("requester", rec.Requester.Subject), zap.String("policy", rec.Policy),
+		zap.String("resource", rec.Resource), zap.String("status", string(rec.Status)),
+		zap.String("method", rec.Operation.Method), zap.String("path", rec.Operation.Path),
+		zap.Bool("notes", notes != ""), zap.String("client_ip", s.o.ClientIP(r)))
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
