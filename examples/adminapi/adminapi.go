@@ -1,0 +1,212 @@
+// Package adminapi is an example admin API to put behind the gateway: apps
+// (deployments), scripts, devices with wipe and retire actions, and RBAC
+// roles, kept in memory. It honours Idempotency-Key, as a backend behind the
+// gateway should, so a replayed call is carried out at most once.
+package adminapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// API is the example admin API.
+type API struct {
+	mu        sync.Mutex
+	kinds     map[string]map[string]map[string]any // kind → id → object
+	next      int
+	idempKeys map[string]answer
+	mux       *http.ServeMux
+	// Log, when set, receives one line per mutating call.
+	Log *log.Logger
+}
+
+type answer struct {
+	status int
+	body   []byte
+}
+
+// New returns the API with a few objects of each kind.
+func New() *API {
+	a := &API{kinds: map[string]map[string]map[string]any{}, idempKeys: map[string]answer{}, next: 100}
+	seed := map[string][]map[string]any{
+		"apps":    {{"name": "payroll", "version": "1.4.2"}, {"name": "vpn-client", "version": "5.0.1"}},
+		"scripts": {{"name": "rotate-local-admin", "target": "all-laptops"}},
+		"devices": {{"name": "LT-0042", "ownership": "corporate"}, {"name": "PHONE-7", "ownership": "personal"}},
+		"roles":   {{"name": "helpdesk", "permissions": []any{"devices.read", "devices.retire"}}},
+	}
+	for kind, objs := range seed {
+		a.kinds[kind] = map[string]map[string]any{}
+		for i, o := range objs {
+			id := strconv.Itoa(i + 1)
+			o["id"] = id
+			a.kinds[kind][id] = o
+		}
+	}
+	a.mux = http.NewServeMux()
+	for _, kind := range []string{"apps", "scripts", "devices", "roles"} {
+		a.mux.HandleFunc("GET /"+kind, a.list(kind))
+		a.mux.HandleFunc("GET /"+kind+"/{id}", a.get(kind))
+		a.mux.HandleFunc("POST /"+kind, a.idempotent(a.create(kind)))
+		a.mux.HandleFunc("PUT /"+kind+"/{id}", a.idempotent(a.update(kind)))
+		a.mux.HandleFunc("PATCH /"+kind+"/{id}", a.idempotent(a.update(kind)))
+		a.mux.HandleFunc("DELETE /"+kind+"/{id}", a.idempotent(a.remove(kind)))
+	}
+	a.mux.HandleFunc("POST /devices/{id}/wipe", a.idempotent(a.deviceAction("wiped")))
+	a.mux.HandleFunc("POST /devices/{id}/retire", a.idempotent(a.deviceAction("retired")))
+	return a
+}
+
+// ServeHTTP serves the API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func reply(w http.ResponseWriter, status int, v any) []byte {
+	b, _ := json.Marshal(v)
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	return b
+}
+
+type handler func(r *http.Request) (int, any)
+
+// idempotent answers a repeated Idempotency-Key with the first answer,
+// without doing the work again.
+func (a *API) idempotent(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if key != "" {
+			if prev, ok := a.idempKeys[key]; ok {
+				w.Header().Set("Idempotent-Replayed", "true")
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(prev.status)
+				_, _ = w.Write(prev.body)
+				return
+			}
+		}
+		status, v := h(r)
+		body := reply(w, status, v)
+		if key != "" {
+			a.idempKeys[key] = answer{status, body}
+		}
+		if a.Log != nil {
+			a.Log.Printf("%s %s -> %d (request %s, approved by %q)", r.Method, r.URL.Path, status,
+				r.Header.Get("Approval-Request-Id"), r.Header.Get("Approval-Approved-By"))
+		}
+	}
+}
+
+func notFound(kind, id string) (int, any) {
+	return http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no %s %s", kind, id)}
+}
+
+func (a *API) list(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		out := []map[string]any{}
+		for _, o := range a.kinds[kind] {
+			out = append(out, o)
+		}
+		sort.Slice(out, func(i, j int) bool {
+			x, _ := strconv.Atoi(out[i]["id"].(string))
+			y, _ := strconv.Atoi(out[j]["id"].(string))
+			return x < y
+		})
+		reply(w, http.StatusOK, out)
+	}
+}
+
+func (a *API) get(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		o, ok := a.kinds[kind][r.PathValue("id")]
+		if !ok {
+			status, v := notFound(kind, r.PathValue("id"))
+			reply(w, status, v)
+			return
+		}
+		reply(w, http.StatusOK, o)
+	}
+}
+
+func readObject(r *http.Request) (map[string]any, error) {
+	var o map[string]any
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return map[string]any{}, nil
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return nil, fmt.Errorf("body is not a JSON object: %v", err)
+	}
+	return o, nil
+}
+
+func (a *API) create(kind string) handler {
+	return func(r *http.Request) (int, any) {
+		o, err := readObject(r)
+		if err != nil {
+			return http.StatusBadRequest, map[string]string{"error": err.Error()}
+		}
+		a.next++
+		o["id"] = strconv.Itoa(a.next)
+		a.kinds[kind][o["id"].(string)] = o
+		return http.StatusCreated, o
+	}
+}
+
+func (a *API) update(kind string) handler {
+	return func(r *http.Request) (int, any) {
+		id := r.PathValue("id")
+		o, ok := a.kinds[kind][id]
+		if !ok {
+			return notFound(kind, id)
+		}
+		patch, err := readObject(r)
+		if err != nil {
+			return http.StatusBadRequest, map[string]string{"error": err.Error()}
+		}
+		for k, v := range patch {
+			if k != "id" {
+				o[k] = v
+			}
+		}
+		return http.StatusOK, o
+	}
+}
+
+func (a *API) remove(kind string) handler {
+	return func(r *http.Request) (int, any) {
+		id := r.PathValue("id")
+		o, ok := a.kinds[kind][id]
+		if !ok {
+			return notFound(kind, id)
+		}
+		delete(a.kinds[kind], id)
+		return http.StatusOK, map[string]any{"deleted": o}
+	}
+}
+
+func (a *API) deviceAction(state string) handler {
+	return func(r *http.Request) (int, any) {
+		id := r.PathValue("id")
+		o, ok := a.kinds["devices"][id]
+		if !ok {
+			return notFound("devices", id)
+		}
+		o["state"] = state
+		return http.StatusOK, o
+	}
+}

@@ -1,0 +1,251 @@
+// Package approvalgateway is the Caddy module of the approval gateway: a
+// thin HTTP handler that adapts Caddy's configuration, logger and handler
+// chain to the core in package approvals.
+package approvalgateway
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/policy"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler puts multi-admin approval in front of the handlers that follow
+// it. Safe methods pass untouched; judged methods are authenticated,
+// decided by the Rego policies, and passed, refused or parked until
+// approved; the approval API is served under APIPrefix.
+type Handler struct {
+	// Store is where requests are kept. Default: an embedded etcd in
+	// Caddy's data directory.
+	Store *StoreConfig `json:"store,omitempty"`
+	// Identity says how callers are authenticated. Required.
+	Identity *IdentityConfig `json:"identity,omitempty"`
+	// Policies is a directory of .rego, .json and .yaml files. Required.
+	Policies string `json:"policies,omitempty"`
+	// Query is the decision to evaluate. Default "data.approval.decision".
+	Query string `json:"query,omitempty"`
+	// Methods are judged. Default POST, PUT, PATCH, DELETE.
+	Methods []string `json:"methods,omitempty"`
+	// MaxBody is the largest judged body in bytes. Default 1 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+	// APIPrefix is where the approval API lives. Default "/.approvals".
+	APIPrefix string `json:"api_prefix,omitempty"`
+	// AdminGroups may list every request.
+	AdminGroups []string `json:"admin_groups,omitempty"`
+	// ApprovalExpiry is the time to reach the quorum. Default 720h.
+	ApprovalExpiry caddy.Duration `json:"approval_expiry,omitempty"`
+	// CompletionExpiry is the time from approval to completion. Default 720h.
+	CompletionExpiry caddy.Duration `json:"completion_expiry,omitempty"`
+	// MaxJustification is the longest justification in characters.
+	// Default 2000.
+	MaxJustification int `json:"max_justification,omitempty"`
+	// RequireApprovalNotes refuses approvals without notes.
+	RequireApprovalNotes bool `json:"require_approval_notes,omitempty"`
+
+	svc      *approvals.Service
+	verifier *identity.Verifier
+	storeKey string
+	logger   *zap.Logger
+}
+
+// StoreConfig chooses the store: Embedded (the default) or Etcd.
+type StoreConfig struct {
+	Embedded *EmbeddedStore `json:"embedded,omitempty"`
+	Etcd     *EtcdStore     `json:"etcd,omitempty"`
+}
+
+// EmbeddedStore runs etcd inside the gateway process.
+type EmbeddedStore struct {
+	// Dir holds the data. Default: "approvals" in Caddy's data directory.
+	Dir string `json:"dir,omitempty"`
+	// Listen and ListenPeer are the client and peer URLs. Default: an
+	// ephemeral loopback port each.
+	Listen     string `json:"listen,omitempty"`
+	ListenPeer string `json:"listen_peer,omitempty"`
+	// Prefix of the keys. Default "/approvals/".
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// EtcdStore uses an external etcd cluster.
+type EtcdStore struct {
+	Endpoints []string `json:"endpoints,omitempty"`
+	// Prefix of the keys. Default "/approvals/".
+	Prefix string `json:"prefix,omitempty"`
+	// TLS files: the CA to trust, and a client certificate and key.
+	TLSCA   string `json:"tls_ca,omitempty"`
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	// Username and Password for etcd authentication; use placeholders such
+	// as {env.ETCD_PASSWORD} or {file./run/secrets/etcd} to keep them out of
+	// the configuration.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// DialTimeout bounds connecting. Default 5s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// Timeout bounds each store operation. Default 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// IdentityConfig chooses how callers are authenticated.
+type IdentityConfig struct {
+	JWT *JWTConfig `json:"jwt,omitempty"`
+}
+
+// JWTConfig verifies bearer JWTs. Exactly one of Secret, KeyFiles and
+// JWKSURL is required.
+type JWTConfig struct {
+	// Secret is the HMAC key (32 bytes or more); use a placeholder.
+	Secret string `json:"secret,omitempty"`
+	// KeyFiles are PEM public keys (RSA, ECDSA, Ed25519) or certificates.
+	KeyFiles []string `json:"key_files,omitempty"`
+	// JWKSURL is fetched, cached and refreshed.
+	JWKSURL string `json:"jwks_url,omitempty"`
+	// Issuer and Audience, when set, are required in every token.
+	Issuer   string `json:"issuer,omitempty"`
+	Audience string `json:"audience,omitempty"`
+	// Algorithms is the allow-list. Default: derived from the key type.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// SubjectClaim and GroupsClaim are dotted claim paths. Defaults "sub"
+	// and "groups".
+	SubjectClaim string `json:"subject_claim,omitempty"`
+	GroupsClaim  string `json:"groups_claim,omitempty"`
+	// Leeway is the clock skew tolerated. Default 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.approval_gateway",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the policies, builds the verifier and connects the store.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	if h.Identity == nil || h.Identity.JWT == nil {
+		return errors.New("identity: an identity jwt block is required")
+	}
+	if h.Policies == "" {
+		return errors.New("policies: a policy directory is required")
+	}
+	ver, err := newVerifier(h.Identity.JWT, repl, h.logger)
+	if err != nil {
+		return fmt.Errorf("identity jwt: %w", err)
+	}
+	h.verifier = ver
+
+	pol, err := policy.Load(ctx, repl.ReplaceKnown(h.Policies, ""), h.Query, h.logger.Named("rego"))
+	if err != nil {
+		return err
+	}
+	st, err := h.provisionStore(repl)
+	if err != nil {
+		return err
+	}
+	h.svc, err = approvals.New(approvals.Options{
+		Store: st, Identity: ver, Policy: policy.NewEngine(pol),
+		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
+		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
+		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,
+		ClientIP: clientIP, Logger: h.logger,
+	})
+	if err != nil {
+		return err
+	}
+	h.logger.Info("approval gateway ready", zap.Strings("policy_files", pol.Files), zap.String("query", pol.Query))
+	return nil
+}
+
+// Validate checks the configuration for mistakes Provision does not catch.
+func (h *Handler) Validate() error {
+	if h.Store != nil && h.Store.Embedded != nil && h.Store.Etcd != nil {
+		return errors.New("store: choose embedded or etcd, not both")
+	}
+	return nil
+}
+
+// Cleanup releases the store (shared with other configurations through the
+// pool) and stops JWKS refreshes. It works after a failed Provision.
+func (h *Handler) Cleanup() error {
+	if h.verifier != nil {
+		h.verifier.Close()
+	}
+	if h.storeKey != "" {
+		if _, err := stores.Delete(h.storeKey); err != nil {
+			return err
+		}
+		h.storeKey = ""
+	}
+	return nil
+}
+
+// ServeHTTP hands the request to the core, with the rest of the chain as
+// where allowed calls and replays go.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return h.svc.ServeHTTP(w, r, next.ServeHTTP)
+}
+
+// clientIP is the client address Caddy determined (trusted proxies
+// honoured), falling back to the connection's.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func newVerifier(c *JWTConfig, repl *caddy.Replacer, logger *zap.Logger) (*identity.Verifier, error) {
+	o := identity.Options{
+		Issuer: repl.ReplaceKnown(c.Issuer, ""), Audience: repl.ReplaceKnown(c.Audience, ""),
+		JWKSURL: repl.ReplaceKnown(c.JWKSURL, ""), Algorithms: c.Algorithms,
+		SubjectClaim: c.SubjectClaim, GroupsClaim: c.GroupsClaim, Leeway: time.Duration(c.Leeway),
+		Logger: logger,
+	}
+	if c.Secret != "" {
+		s := repl.ReplaceKnown(c.Secret, "")
+		if s == "" {
+			return nil, errors.New("secret: the placeholder gave an empty secret")
+		}
+		o.Secret = []byte(s)
+	}
+	for _, f := range c.KeyFiles {
+		k, err := identity.LoadPublicKeyFile(repl.ReplaceKnown(f, ""))
+		if err != nil {
+			return nil, fmt.Errorf("key_file: %w", err)
+		}
+		o.PublicKeys = append(o.PublicKeys, crypto.PublicKey(k))
+	}
+	return identity.New(o)
+}
+
+// defaultEmbeddedDir is where the embedded store keeps its data by default.
+func defaultEmbeddedDir() string { return filepath.Join(caddy.AppDataDir(), "approvals") }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
