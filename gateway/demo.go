@@ -45,6 +45,7 @@ on exit).`,
 // the environment at provision time, so it is not in the configuration.
 const demoCaddyfile = `{
 	admin off
+	persist_config off
 	auto_https off
 }
 
