@@ -1,6 +1,7 @@
 package approvalgateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/internal/etcdtest"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/golang-jwt/jwt/v5"
@@ -77,6 +79,7 @@ type gateway struct {
 	base    string
 	port    int
 	dir     string
+	store   string // the store line; default: store embedded <dir>
 	backend *counter
 }
 
@@ -90,7 +93,7 @@ func (g *gateway) caddyfile(extra string) string {
 
 http://127.0.0.1:%d {
 	approval_gateway {
-		store embedded %s
+		%s
 		identity jwt {
 			secret %s
 			issuer https://idp.test
@@ -101,7 +104,14 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, g.port, g.port, g.dir, testSecret, extra, strings.TrimPrefix(g.backend.URL, "http://"))
+`, g.port, g.port, g.storeLine(), testSecret, extra, strings.TrimPrefix(g.backend.URL, "http://"))
+}
+
+func (g *gateway) storeLine() string {
+	if g.store != "" {
+		return g.store
+	}
+	return "store embedded " + g.dir
 }
 
 func (g *gateway) load(extra string) {
@@ -115,9 +125,9 @@ func (g *gateway) load(extra string) {
 	}
 }
 
-func startGateway(t *testing.T) *gateway {
+func startGateway(t *testing.T, store ...string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t)}
+	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t), store: strings.Join(store, "\n")}
 	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
 	g.load("")
 	t.Cleanup(func() { _ = caddy.Stop() })
@@ -248,6 +258,24 @@ func TestReloadKeepsPendingRequests(t *testing.T) {
 	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
 	if g.backend.keys[id] != 1 {
 		t.Fatalf("replayed %d times", g.backend.keys[id])
+	}
+}
+
+// TestExternalEtcd runs the gateway against an etcd it does not own, through
+// the same client code path as the embedded store, under a key prefix.
+func TestExternalEtcd(t *testing.T) {
+	cli, srv := etcdtest.Start(t)
+	g := startGateway(t, "store etcd {\n\t\t\tendpoints "+srv.Endpoint+"\n\t\t\tprefix /team-a/approvals/\n\t\t}")
+	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
+	id := g.want(g.call("POST", "/scripts", alice, `{"name":"x"}`, "Approval-Justification", "deploy"), http.StatusAccepted, "").body["id"].(string)
+	resp, err := cli.Get(context.Background(), "/team-a/approvals/requests/"+id)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("record not under the configured prefix: %v %v", resp, err)
+	}
+	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
+	if g.backend.keys[id] != 1 {
+		t.Fatal("not replayed once")
 	}
 }
 

@@ -380,3 +380,40 @@ func TestJWKS(t *testing.T) {
 		t.Fatal("rate-limited lookups waited instead of failing")
 	}
 }
+
+func TestJWKSPeriodicRefresh(t *testing.T) {
+	srv := newJWKSServer(t)
+	k1, _ := rsa.GenerateKey(rand.Reader, 2048)
+	srv.add(t, "k1", &k1.PublicKey)
+	v, err := New(Options{JWKSURL: srv.URL, JWKSRefresh: 100 * time.Millisecond, JWKSUnknownKIDInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	// Use up the one unknown-kid refresh, so only the periodic refresh can
+	// bring in the next key.
+	if _, err := v.Verify(sign(t, jwt.SigningMethodRS256, k1, claims(nil), "spent")); err == nil {
+		t.Fatal("unknown kid accepted")
+	}
+	k2, _ := rsa.GenerateKey(rand.Reader, 2048)
+	srv.add(t, "k2", &k2.PublicKey)
+	tok := sign(t, jwt.SigningMethodRS256, k2, claims(nil), "k2")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := v.Verify(tok); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key set was not refreshed in the background")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// After Close, refreshes stop.
+	v.Close()
+	time.Sleep(150 * time.Millisecond)
+	n := srv.fetches.Load()
+	time.Sleep(400 * time.Millisecond)
+	if srv.fetches.Load() != n {
+		t.Fatal("refreshes go on after Close")
+	}
+}
