@@ -150,9 +150,9 @@ Reads pass straight through:
   curl -s %[1]s/devices
 
 Alice wipes a device: the gateway parks the call (202) instead of passing it on:
-  curl -si -X POST %[1]s/devices/1/wipe -H "Authorization: Bearer $ALICE" \
-       -H "Approval-Justification: INC-4711 laptop reported stolen"
-  ID=<the "id" of the answer>
+  curl -s -X POST %[1]s/devices/1/wipe -H "Authorization: Bearer $ALICE" \
+       -H "Approval-Justification: INC-4711 laptop reported stolen" | tee /tmp/parked.json
+  ID=$(sed -n 's/^{"id":"\([^"]*\)".*/\1/p' /tmp/parked.json)
 
 Bob sees what waits for him, and approves it (Alice cannot approve her own):
   curl -s "%[1]s/.approvals/api/v1/requests?view=received" -H "Authorization: Bearer $BOB"

@@ -1,6 +1,7 @@
 package approvalgateway
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -67,21 +68,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		if seen[opt] && opt != "store" {
-			return d.Errf("duplicate option %q", opt)
-		}
-		seen[opt] = true
+	return eachOption(d, 0, nil, func(opt string) error {
 		switch opt {
 		case "store":
-			if h.Store != nil {
-				return d.Err("duplicate option \"store\"")
-			}
-			if err := h.unmarshalStore(d); err != nil {
-				return err
-			}
+			return h.unmarshalStore(d)
 		case "identity":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -93,23 +83,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			j := &JWTConfig{}
-			if err := j.unmarshal(d); err != nil {
-				return err
-			}
 			h.Identity = &IdentityConfig{JWT: j}
+			return j.unmarshal(d)
 		case "policies":
-			if err := oneArg(d, &h.Policies); err != nil {
-				return err
-			}
+			return oneArg(d, &h.Policies)
 		case "query":
-			if err := oneArg(d, &h.Query); err != nil {
-				return err
-			}
+			return oneArg(d, &h.Query)
 		case "methods":
-			h.Methods = d.RemainingArgs()
-			if len(h.Methods) == 0 {
-				return d.ArgErr()
-			}
+			return someArgs(d, &h.Methods)
 		case "max_body":
 			var s string
 			if err := oneArg(d, &s); err != nil {
@@ -120,23 +101,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body: %q is not a size like 1MiB", s)
 			}
 			h.MaxBody = int64(n)
+			return nil
 		case "api_prefix":
-			if err := oneArg(d, &h.APIPrefix); err != nil {
-				return err
-			}
+			return oneArg(d, &h.APIPrefix)
 		case "admin_groups":
-			h.AdminGroups = d.RemainingArgs()
-			if len(h.AdminGroups) == 0 {
-				return d.ArgErr()
-			}
+			return someArgs(d, &h.AdminGroups)
 		case "approval_expiry":
-			if err := durationArg(d, &h.ApprovalExpiry); err != nil {
-				return err
-			}
+			return durationArg(d, &h.ApprovalExpiry)
 		case "completion_expiry":
-			if err := durationArg(d, &h.CompletionExpiry); err != nil {
-				return err
-			}
+			return durationArg(d, &h.CompletionExpiry)
 		case "max_justification":
 			var s string
 			if err := oneArg(d, &s); err != nil {
@@ -147,23 +120,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_justification: %q is not a positive number", s)
 			}
 			h.MaxJustification = n
+			return nil
 		case "require_approval_notes":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			h.RequireApprovalNotes = true
-		default:
-			return d.Errf("unknown option %q", opt)
+			return nil
 		}
-	}
-	return nil
+		return d.Errf("unknown option %q", opt)
+	})
 }
 
 func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
 	switch kind := d.Val(); kind {
 	case "embedded":
 		e := &EmbeddedStore{}
@@ -173,117 +145,84 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 		if d.NextArg() {
 			return d.ArgErr()
 		}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			opt := d.Val()
-			if seen[opt] {
-				return d.Errf("duplicate option %q", opt)
-			}
-			seen[opt] = true
-			var err error
+		h.Store = &StoreConfig{Embedded: e}
+		return eachOption(d, d.Nesting(), nil, func(opt string) error {
 			switch opt {
 			case "listen":
-				err = oneArg(d, &e.Listen)
+				return oneArg(d, &e.Listen)
 			case "listen_peer":
-				err = oneArg(d, &e.ListenPeer)
+				return oneArg(d, &e.ListenPeer)
 			case "prefix":
-				err = oneArg(d, &e.Prefix)
-			default:
-				err = d.Errf("unknown store embedded option %q", opt)
+				return oneArg(d, &e.Prefix)
 			}
-			if err != nil {
-				return err
-			}
-		}
-		h.Store = &StoreConfig{Embedded: e}
+			return d.Errf("unknown store embedded option %q", opt)
+		})
 	case "etcd":
 		if d.NextArg() {
 			return d.ArgErr()
 		}
 		e := &EtcdStore{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			opt := d.Val()
-			if seen[opt] {
-				return d.Errf("duplicate option %q", opt)
-			}
-			seen[opt] = true
-			var err error
+		h.Store = &StoreConfig{Etcd: e}
+		err := eachOption(d, d.Nesting(), nil, func(opt string) error {
 			switch opt {
 			case "endpoints":
-				if e.Endpoints = d.RemainingArgs(); len(e.Endpoints) == 0 {
-					err = d.ArgErr()
-				}
+				return someArgs(d, &e.Endpoints)
 			case "prefix":
-				err = oneArg(d, &e.Prefix)
+				return oneArg(d, &e.Prefix)
 			case "tls_ca":
-				err = oneArg(d, &e.TLSCA)
+				return oneArg(d, &e.TLSCA)
 			case "tls_cert":
-				err = oneArg(d, &e.TLSCert)
+				return oneArg(d, &e.TLSCert)
 			case "tls_key":
-				err = oneArg(d, &e.TLSKey)
+				return oneArg(d, &e.TLSKey)
 			case "username":
-				err = oneArg(d, &e.Username)
+				return oneArg(d, &e.Username)
 			case "password":
-				err = oneArg(d, &e.Password)
+				return oneArg(d, &e.Password)
 			case "dial_timeout":
-				err = durationArg(d, &e.DialTimeout)
+				return durationArg(d, &e.DialTimeout)
 			case "timeout":
-				err = durationArg(d, &e.Timeout)
-			default:
-				err = d.Errf("unknown store etcd option %q", opt)
+				return durationArg(d, &e.Timeout)
 			}
-			if err != nil {
-				return err
-			}
+			return d.Errf("unknown store etcd option %q", opt)
+		})
+		if err == nil && len(e.Endpoints) == 0 {
+			err = d.Err("store etcd: endpoints are required")
 		}
-		if len(e.Endpoints) == 0 {
-			return d.Err("store etcd: endpoints are required")
-		}
-		h.Store = &StoreConfig{Etcd: e}
-	default:
-		return d.Errf("unknown store %q (want embedded or etcd)", kind)
+		return err
 	}
-	return nil
+	return d.Errf("unknown store %q (want embedded or etcd)", d.Val())
 }
 
 func (j *JWTConfig) unmarshal(d *caddyfile.Dispenser) error {
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		if seen[opt] && opt != "key_file" {
-			return d.Errf("duplicate option %q", opt)
-		}
-		seen[opt] = true
-		var err error
+	err := eachOption(d, d.Nesting(), []string{"key_file"}, func(opt string) error {
 		switch opt {
 		case "secret":
-			err = oneArg(d, &j.Secret)
+			return oneArg(d, &j.Secret)
 		case "key_file":
 			var f string
-			if err = oneArg(d, &f); err == nil {
-				j.KeyFiles = append(j.KeyFiles, f)
-			}
-		case "jwks_url":
-			err = oneArg(d, &j.JWKSURL)
-		case "issuer":
-			err = oneArg(d, &j.Issuer)
-		case "audience":
-			err = oneArg(d, &j.Audience)
-		case "algorithms":
-			if j.Algorithms = d.RemainingArgs(); len(j.Algorithms) == 0 {
-				err = d.ArgErr()
-			}
-		case "subject_claim":
-			err = oneArg(d, &j.SubjectClaim)
-		case "groups_claim":
-			err = oneArg(d, &j.GroupsClaim)
-		case "leeway":
-			err = durationArg(d, &j.Leeway)
-		default:
-			err = d.Errf("unknown identity jwt option %q", opt)
-		}
-		if err != nil {
+			err := oneArg(d, &f)
+			j.KeyFiles = append(j.KeyFiles, f)
 			return err
+		case "jwks_url":
+			return oneArg(d, &j.JWKSURL)
+		case "issuer":
+			return oneArg(d, &j.Issuer)
+		case "audience":
+			return oneArg(d, &j.Audience)
+		case "algorithms":
+			return someArgs(d, &j.Algorithms)
+		case "subject_claim":
+			return oneArg(d, &j.SubjectClaim)
+		case "groups_claim":
+			return oneArg(d, &j.GroupsClaim)
+		case "leeway":
+			return durationArg(d, &j.Leeway)
 		}
+		return d.Errf("unknown identity jwt option %q", opt)
+	})
+	if err != nil {
+		return err
 	}
 	sources := 0
 	for _, set := range []bool{j.Secret != "", len(j.KeyFiles) > 0, j.JWKSURL != ""} {
@@ -293,6 +232,31 @@ func (j *JWTConfig) unmarshal(d *caddyfile.Dispenser) error {
 	}
 	if sources != 1 {
 		return d.Err("identity jwt: exactly one of secret, key_file or jwks_url is required")
+	}
+	return nil
+}
+
+// eachOption calls fn for each option of the block at nesting, refusing an
+// option given twice unless it is repeatable.
+func eachOption(d *caddyfile.Dispenser, nesting int, repeatable []string, fn func(opt string) error) error {
+	seen := map[string]bool{}
+	for d.NextBlock(nesting) {
+		opt := d.Val()
+		if seen[opt] && !slices.Contains(repeatable, opt) {
+			return d.Errf("duplicate option %q", opt)
+		}
+		seen[opt] = true
+		if err := fn(opt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// someArgs reads one or more arguments into dst.
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	if *dst = d.RemainingArgs(); len(*dst) == 0 {
+		return d.ArgErr()
 	}
 	return nil
 }

@@ -170,7 +170,7 @@ func (g *gateway) call(method, path, tok, body string, headers ...string) answer
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := noKeepAlive.Do(req)
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -190,6 +190,10 @@ func (g *gateway) want(a answer, status int, code string) answer {
 }
 
 const api = "/.approvals/api/v1/requests/"
+
+// noKeepAlive opens a connection per call: a config reload closes the idle
+// connections of the old server, which a POST must not be sent on.
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 
 func TestThroughCaddy(t *testing.T) {
 	g := startGateway(t)
