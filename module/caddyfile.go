@@ -62,6 +62,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		completion_expiry <duration>
 //		max_justification <characters>
 //		require_approval_notes
+//		max_pending_per_identity <n>
+//		complete auto|manual
+//		claim_timeout <duration>
+//		retention <duration>
+//		audit_retention <duration>
+//		sweep_interval <duration>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
@@ -121,6 +127,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxJustification = n
 			return nil
+		case "max_pending_per_identity":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n == 0 || n < -1 {
+				return d.Errf("max_pending_per_identity: %q is not a positive number (or -1 for no cap)", s)
+			}
+			h.MaxPendingPerIdentity = n
+			return nil
+		case "complete":
+			if err := oneArg(d, &h.Complete); err != nil {
+				return err
+			}
+			if h.Complete != "auto" && h.Complete != "manual" {
+				return d.Errf("complete: %q is not auto or manual", h.Complete)
+			}
+			return nil
+		case "claim_timeout":
+			return durationArg(d, &h.ClaimTimeout)
+		case "retention":
+			return durationArg(d, &h.Retention)
+		case "audit_retention":
+			return durationArg(d, &h.AuditRetention)
+		case "sweep_interval":
+			return durationArg(d, &h.SweepInterval)
 		case "require_approval_notes":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -55,11 +55,28 @@ type Handler struct {
 	MaxJustification int `json:"max_justification,omitempty"`
 	// RequireApprovalNotes refuses approvals without notes.
 	RequireApprovalNotes bool `json:"require_approval_notes,omitempty"`
+	// MaxPendingPerIdentity caps each requester's pending requests (429
+	// past it). Default 100; -1 means no cap.
+	MaxPendingPerIdentity int `json:"max_pending_per_identity,omitempty"`
+	// Complete is "manual" (the requester completes; the default) or
+	// "auto" (the approval that meets the quorum replays). A decision's
+	// "complete" overrides it.
+	Complete string `json:"complete,omitempty"`
+	// ClaimTimeout is how long a replay may stay claimed before it is
+	// failed with an unknown outcome. Default 10m.
+	ClaimTimeout caddy.Duration `json:"claim_timeout,omitempty"`
+	// Retention is how long terminal requests are kept. Default 720h.
+	Retention caddy.Duration `json:"retention,omitempty"`
+	// AuditRetention is how long audit events are kept. Default 8760h.
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+	// SweepInterval is how often the elected sweeper runs. Default 1m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
-	svc      *approvals.Service
-	verifier *identity.Verifier
-	storeKey string
-	logger   *zap.Logger
+	svc       *approvals.Service
+	stopSweep func()
+	verifier  *identity.Verifier
+	storeKey  string
+	logger    *zap.Logger
 }
 
 // StoreConfig chooses the store: Embedded (the default) or Etcd.
@@ -164,11 +181,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
 		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,
+		MaxPendingPerIdentity: h.MaxPendingPerIdentity, AutoComplete: h.Complete == "auto",
+		ClaimTimeout: time.Duration(h.ClaimTimeout), Retention: time.Duration(h.Retention),
+		AuditRetention: time.Duration(h.AuditRetention), SweepInterval: time.Duration(h.SweepInterval),
 		ClientIP: clientIP, Logger: h.logger,
 	})
 	if err != nil {
 		return err
 	}
+	h.stopSweep = h.svc.StartSweeper()
 	h.logger.Info("approval gateway ready", zap.Strings("policy_files", pol.Files), zap.String("query", pol.Query))
 	return nil
 }
@@ -178,12 +199,21 @@ func (h *Handler) Validate() error {
 	if h.Store != nil && h.Store.Embedded != nil && h.Store.Etcd != nil {
 		return errors.New("store: choose embedded or etcd, not both")
 	}
+	switch h.Complete {
+	case "", "manual", "auto":
+	default:
+		return fmt.Errorf("complete: %q is not auto or manual", h.Complete)
+	}
 	return nil
 }
 
 // Cleanup releases the store (shared with other configurations through the
 // pool) and stops JWKS refreshes. It works after a failed Provision.
 func (h *Handler) Cleanup() error {
+	if h.stopSweep != nil {
+		h.stopSweep()
+		h.stopSweep = nil
+	}
 	if h.verifier != nil {
 		h.verifier.Close()
 	}

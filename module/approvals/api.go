@@ -50,6 +50,11 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 			return
 		}
 		s.get(w, r, who, parts[1])
+	case len(parts) == 1 && parts[0] == "audit":
+		if !method(w, r, http.MethodGet) {
+			return
+		}
+		s.auditLog(w, r, who)
 	case len(parts) == 3 && parts[0] == "requests":
 		if !method(w, r, http.MethodPost) {
 			return
@@ -102,15 +107,16 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 			o.Statuses = append(o.Statuses, record.Status(st))
 		}
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > store.MaxLimit {
-			writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "limit must be a number from 1 to "+strconv.Itoa(store.MaxLimit)))
-			return
-		}
-		o.Limit = n
+	o.Policy, o.RequestedBy, o.Resource, o.Cursor = q.Get("policy"), q.Get("requester"), q.Get("resource"), q.Get("cursor")
+	var err error
+	if o.Limit, err = limitParam(q.Get("limit")); err != nil {
+		writeError(w, err)
+		return
 	}
-	o.Cursor = q.Get("cursor")
+	if o.CreatedAfter, o.CreatedBefore, err = timeRange(q.Get("created_after"), q.Get("created_before")); err != nil {
+		writeError(w, err)
+		return
+	}
 	recs, next, err := s.o.Store.List(r.Context(), o)
 	if err != nil {
 		writeError(w, err)
@@ -143,9 +149,10 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Iden
 		writeError(w, errNotParty)
 		return
 	}
-	if s.overdue(rec) {
-		// Expiry holds even when nothing sweeps: record it now.
-		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isExpired(err) {
+	if rec.Due(s.o.Clock(), s.o.ClaimTimeout) != "" {
+		// Expiry and claim timeouts hold even when nothing sweeps: record
+		// them now.
+		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isOverdue(err) {
 			writeError(w, err)
 			return
 		}
@@ -201,13 +208,7 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 	switch action {
 	case "approve":
 		fn = func(rec *record.Record) error {
-			if err := rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.o.RequireApprovalNotes}, now); err != nil {
-				return err
-			}
-			if rec.Status == record.Approved {
-				rec.ExpiresAt = now.Add(s.o.CompletionExpiry)
-			}
-			return nil
+			return rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.o.RequireApprovalNotes}, now)
 		}
 	case "reject":
 		fn = func(rec *record.Record) error { return rec.Reject(p, in.Notes, now) }
@@ -227,53 +228,124 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 		writeError(w, err)
 		return
 	}
-	s.audit(rec, who.Subject, rec.History[len(rec.History)-1].Action, in.Notes, r)
+	s.audit(rec, who.Subject, action, in.Notes, r)
+	if action == "approve" && rec.Status == record.Completing {
+		// Auto-complete: the approval that met the quorum also claimed the
+		// replay. No caller's token goes to the backend: the credential
+		// comes from the proxy's configuration.
+		s.audit(rec, record.SystemActor, "completing", "", r)
+		final, err := s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.o.ResultExcerpt}, r, rec, "", next)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		rec = final
+	}
 	writeJSON(w, http.StatusOK, rec)
 }
 
-// errExpired marks an action refused because the request had just expired.
-type errExpired struct{ err *record.Error }
+// errOverdue marks an action refused because the request had just run out
+// of time (expired) or its replay claim timed out (failed).
+type errOverdue struct{ err *record.Error }
 
-func (e errExpired) Error() string { return e.err.Error() }
-func (e errExpired) Unwrap() error { return e.err }
+func (e errOverdue) Error() string { return e.err.Error() }
+func (e errOverdue) Unwrap() error { return e.err }
 
-func isExpired(err error) bool {
-	var e errExpired
+func isOverdue(err error) bool {
+	var e errOverdue
 	return errors.As(err, &e)
 }
 
 // mutate applies fn to request id as who, under the rules every action
 // shares: a caller who is no party to the request gets 404, and an overdue
-// request is first recorded as expired (and the action refused).
+// request is first recorded as expired or failed (and the action refused).
 func (s *Service) mutate(r *http.Request, who *identity.Identity, id string, fn func(*record.Record) error) (*record.Record, error) {
 	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
 	admin := s.isAdmin(who)
-	expired := false
-	rec, err := s.o.Store.Mutate(r.Context(), id, func(rec *record.Record) error {
-		expired = false
+	overdue := false
+	rec, err := s.o.Store.Mutate(r.Context(), id, s.o.ClientIP(r), func(rec *record.Record) error {
+		overdue = false
 		if !rec.IsParty(p, admin) {
 			return errNotParty
 		}
-		if s.overdue(rec) {
-			expired = true
-			return rec.Expire(s.o.Clock())
+		done, err := rec.ApplyDue(s.o.Clock(), s.o.ClaimTimeout)
+		if err != nil || done {
+			overdue = done
+			return err
 		}
 		return fn(rec)
 	})
 	if err != nil {
 		return rec, err
 	}
-	if expired {
-		s.audit(rec, record.SystemActor, "expired", "", r)
-		return rec, errExpired{err: &record.Error{Code: record.CodeInvalidTransition, Status: record.Expired,
-			Message: "the request expired at " + rec.ExpiresAt.UTC().Format(time.RFC3339)}}
+	if overdue {
+		s.audit(rec, record.SystemActor, string(rec.Status), "", r)
+		msg := "the request expired at " + rec.ExpiresAt.UTC().Format(time.RFC3339)
+		if rec.Status == record.Failed {
+			msg = "the request's replay was claimed but never recorded; it is failed and will not be replayed"
+		}
+		return rec, errOverdue{err: &record.Error{Code: record.CodeInvalidTransition, Status: rec.Status, Message: msg}}
 	}
 	return rec, nil
 }
 
-// overdue reports whether a pending request's time has run out.
-func (s *Service) overdue(rec *record.Record) bool {
-	return record.Allowed(record.ActionExpire, rec.Status) && !s.o.Clock().Before(rec.ExpiresAt)
+func limitParam(l string) (int, error) {
+	if l == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > store.MaxLimit {
+		return 0, fail(http.StatusBadRequest, CodeBadRequest, "limit must be a number from 1 to "+strconv.Itoa(store.MaxLimit))
+	}
+	return n, nil
+}
+
+// timeRange parses two optional RFC 3339 times.
+func timeRange(after, before string) (time.Time, time.Time, error) {
+	var out [2]time.Time
+	for i, v := range []string{after, before} {
+		if v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return time.Time{}, time.Time{}, fail(http.StatusBadRequest, CodeBadRequest, strconv.Quote(v)+" is not an RFC 3339 time")
+		}
+		out[i] = t
+	}
+	return out[0], out[1], nil
+}
+
+// auditLog serves the global audit log to admins.
+func (s *Service) auditLog(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	if !s.isAdmin(who) {
+		writeError(w, fail(http.StatusForbidden, CodeForbidden, "the audit log is for members of the admin groups"))
+		return
+	}
+	q := r.URL.Query()
+	o := store.AuditOptions{RequestID: q.Get("request_id"), Actor: q.Get("actor"), Action: q.Get("action"), Cursor: q.Get("cursor")}
+	var err error
+	if o.Limit, err = limitParam(q.Get("limit")); err != nil {
+		writeError(w, err)
+		return
+	}
+	if o.After, o.Before, err = timeRange(q.Get("after"), q.Get("before")); err != nil {
+		writeError(w, err)
+		return
+	}
+	events, next, err := s.o.Store.Audit(r.Context(), o)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := map[string]any{"events": events}
+	if events == nil {
+		out["events"] = []any{}
+	}
+	if next != "" {
+		out["next_cursor"] = next
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // detached gives follow-up store writes a context that survives the

@@ -19,6 +19,7 @@ import (
 	"github.com/approval-gateway/gateway/module/policy"
 	"github.com/approval-gateway/gateway/module/store"
 	"github.com/golang-jwt/jwt/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -93,6 +94,20 @@ type harness struct {
 	clock   *clock
 	etcd    *etcdembed.Server
 	logs    *observer.ObservedLogs
+	opts    Options
+}
+
+// sibling is a second gateway on the same store, as when several gateways
+// share one etcd cluster.
+func (h *harness) sibling(logger *zap.Logger) *Service {
+	h.t.Helper()
+	o := h.opts
+	o.Logger = logger
+	svc, err := New(o)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return svc
 }
 
 // proxyTo is a minimal next handler: it forwards to the backend and copies
@@ -122,6 +137,12 @@ func proxyTo(target string) Next {
 func newHarness(t *testing.T, policyDir string, mod func(*Options)) *harness {
 	t.Helper()
 	cli, srv := etcdtest.Start(t)
+	return newHarnessOn(t, cli, srv, policyDir, mod)
+}
+
+// newHarnessOn builds a harness on a given etcd.
+func newHarnessOn(t *testing.T, cli *clientv3.Client, srv *etcdembed.Server, policyDir string, mod func(*Options)) *harness {
+	t.Helper()
 	st, err := store.New(cli, store.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +167,7 @@ func newHarness(t *testing.T, policyDir string, mod func(*Options)) *harness {
 	if mod != nil {
 		mod(&o)
 	}
+	h.opts = o
 	h.svc, err = New(o)
 	if err != nil {
 		t.Fatal(err)

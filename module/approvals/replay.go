@@ -24,7 +24,7 @@ const (
 
 // complete claims an approved request for its requester and replays it:
 // at most once, since only one claim can move it from approved to
-// completing.
+// completing. The backend's answer goes to the caller as is.
 func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string, next Next) {
 	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
 	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.o.Clock()) })
@@ -33,19 +33,36 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 		return
 	}
 	s.audit(rec, who.Subject, "completing", "", r)
+	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
+	final, err := s.replay(cw, r, rec, r.Header.Get("Authorization"), next)
+	if cw.status != 0 {
+		return // the backend's answer is the caller's answer
+	}
+	if err != nil && final == nil {
+		writeError(w, err)
+		return
+	}
+	e := fail(http.StatusBadGateway, CodeReplayFailed, "the backend could not be reached; the request is now failed and will not be replayed")
+	if final != nil {
+		e = e.with("request", final)
+	}
+	writeError(w, e)
+}
 
+// replay sends a claimed request to next through cw and records the
+// outcome: completed with the backend's answer, or failed when none came.
+// auth is the Authorization to send: the complete call's own, or none.
+func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record, auth string, next Next) (*record.Record, error) {
+	id := rec.ID
 	body, err := s.o.Store.Payload(r.Context(), id)
 	if err != nil {
 		// The claim stands: the request is never replayed twice. It ends
 		// failed once the claim times out.
 		s.log.Error("reading the parked body for replay", zap.String("request_id", id), zap.Error(err))
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	replay := s.replayRequest(r, rec, body)
-	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
-	cw.Header().Set(RequestIDHeader, rec.ID)
-	nerr := next(cw, replay)
+	cw.Header().Set(RequestIDHeader, id)
+	nerr := next(cw, s.replayRequest(r, rec, body, auth))
 
 	res := record.Result{Status: cw.status}
 	if cw.status != 0 {
@@ -60,7 +77,7 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 	ctx, cancel := detached(r.Context())
 	defer cancel()
 	now := s.o.Clock()
-	final, err := s.o.Store.Mutate(ctx, id, func(rec *record.Record) error {
+	final, err := s.o.Store.Mutate(ctx, id, s.o.ClientIP(r), func(rec *record.Record) error {
 		if cw.status == 0 {
 			if res.Error == "" {
 				res.Error = "the backend gave no answer"
@@ -71,23 +88,16 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 	})
 	if err != nil {
 		s.log.Error("recording the replay's outcome", zap.String("request_id", id), zap.Error(err))
-	} else {
-		s.audit(final, record.SystemActor, string(final.Status), "", r)
+		return nil, err
 	}
-	if cw.status == 0 {
-		// Nothing was written to the client yet: explain.
-		e := fail(http.StatusBadGateway, CodeReplayFailed, "the backend could not be reached; the request is now failed and will not be replayed")
-		if final != nil {
-			e = e.with("request", final)
-		}
-		writeError(w, e)
-	}
+	s.audit(final, record.SystemActor, string(final.Status), "", r)
+	return final, nil
 }
 
 // replayRequest rebuilds the parked call. It carries the complete call's
 // own Authorization (the requester's current token), never a stored one,
 // and goes to whatever next handler the configuration names.
-func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte) *http.Request {
+func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte, auth string) *http.Request {
 	op := rec.Operation
 	rr := r.Clone(r.Context())
 	rr.Method = op.Method
@@ -102,8 +112,8 @@ func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte
 	if rr.Header == nil {
 		rr.Header = http.Header{}
 	}
-	if a := r.Header.Get("Authorization"); a != "" {
-		rr.Header.Set("Authorization", a)
+	if auth != "" {
+		rr.Header.Set("Authorization", auth)
 	}
 	rr.Header.Set(IdempotencyKeyHeader, rec.ID)
 	rr.Header.Set(RequestIDHeader, rec.ID)
@@ -120,6 +130,14 @@ func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte
 type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
+
+// discardWriter takes an answer nobody reads directly (an auto-complete's,
+// which the approver sees in the record).
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
 
 // captureWriter passes the backend's answer to the client while keeping
 // its status and the first bytes of its body for the record.

@@ -25,6 +25,7 @@ const (
 	CodeBadRequest            = "bad_request"
 	CodeReplayFailed          = "replay_failed"
 	CodeMethodNotAllowed      = "method_not_allowed"
+	CodeTooManyPending        = "too_many_pending"
 )
 
 // apiError is an error answer: status, contract code, message and extra
@@ -83,6 +84,9 @@ func asAPIError(err error) *apiError {
 	var pe *store.PendingError
 	if errors.As(err, &pe) {
 		return fail(http.StatusConflict, CodePendingExists, "a request for this resource is already pending").with("request_id", pe.ID)
+	}
+	if errors.Is(err, store.ErrTooManyPending) {
+		return fail(http.StatusTooManyRequests, CodeTooManyPending, "you have too many pending requests; complete or cancel some first")
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fail(http.StatusNotFound, CodeNotFound, "no such request")

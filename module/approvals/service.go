@@ -19,7 +19,6 @@ import (
 	"github.com/approval-gateway/gateway/module/policy"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
-	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
 
@@ -30,6 +29,9 @@ const (
 	DefaultExpiry           = 720 * time.Hour
 	DefaultMaxJustification = 2000
 	DefaultExcerpt          = 4096
+	DefaultMaxPending       = 100
+	DefaultClaimTimeout     = 10 * time.Minute
+	DefaultAuditRetention   = 8760 * time.Hour
 )
 
 // DefaultMethods are the methods judged when none are configured.
@@ -68,6 +70,21 @@ type Options struct {
 	RequireApprovalNotes bool
 	// ResultExcerpt is how much of the backend's answer the record keeps.
 	ResultExcerpt int
+	// MaxPendingPerIdentity caps each requester's pending requests; past it
+	// a park is 429. Default 100; negative means no cap.
+	MaxPendingPerIdentity int
+	// AutoComplete replays requests in the approval that meets the quorum,
+	// unless the decision says otherwise. Default: the requester completes.
+	AutoComplete bool
+	// ClaimTimeout is how long a replay may stay claimed (completing)
+	// before it is failed with an unknown outcome. Default 10m.
+	ClaimTimeout time.Duration
+	// Retention is how long terminal requests are kept; AuditRetention how
+	// long audit events are. Defaults 720h and 8760h.
+	Retention      time.Duration
+	AuditRetention time.Duration
+	// SweepInterval is how often the elected sweeper runs. Default 1m.
+	SweepInterval time.Duration
 
 	// ClientIP returns the client address of a request. Default: the host
 	// of RemoteAddr.
@@ -123,6 +140,21 @@ func New(o Options) (*Service, error) {
 	}
 	if o.ResultExcerpt <= 0 {
 		o.ResultExcerpt = DefaultExcerpt
+	}
+	if o.MaxPendingPerIdentity == 0 {
+		o.MaxPendingPerIdentity = DefaultMaxPending
+	}
+	if o.ClaimTimeout <= 0 {
+		o.ClaimTimeout = DefaultClaimTimeout
+	}
+	if o.Retention <= 0 {
+		o.Retention = DefaultExpiry
+	}
+	if o.AuditRetention <= 0 {
+		o.AuditRetention = DefaultAuditRetention
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = time.Minute
 	}
 	if o.ClientIP == nil {
 		o.ClientIP = remoteHost
@@ -237,20 +269,22 @@ func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decisio
 	if d.ExpiresIn > 0 {
 		expiry = d.ExpiresIn
 	}
-	id, err := uuid.NewV7()
+	id, err := store.NewID(now)
 	if err != nil {
 		return nil, err
 	}
 	rec := &record.Record{
-		ID: id.String(), Status: record.NeedsApproval,
+		ID: id, Status: record.NeedsApproval,
 		Requester:     record.Principal{Subject: who.Subject, Groups: slices.Clone(who.Groups)},
 		Justification: just, Policy: d.Policy, Reason: d.Reason, Resource: d.Resource,
 		Operation: op, PayloadSHA256: record.PayloadHash(op, body),
 		Approvers: record.NewRequirements(reqs),
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(expiry),
-		History: []record.Event{{At: now, Actor: who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
+		CompletionExpiry: record.Duration(s.o.CompletionExpiry),
+		AutoComplete:     d.Complete == "auto" || (d.Complete == "" && s.o.AutoComplete),
+		History:          []record.Event{{At: now, Actor: who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
 	}
-	if err := s.o.Store.Create(r.Context(), rec, body); err != nil {
+	if err := s.o.Store.Create(r.Context(), rec, body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity), ClientIP: s.o.ClientIP(r)}); err != nil {
 		s.log.Warn("park refused", zap.String("subject", who.Subject), zap.String("resource", d.Resource), zap.Error(err))
 		return nil, err
 	}

@@ -97,7 +97,23 @@ func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
 	if r.QuorumMet() {
 		to = Approved
 	}
-	return r.move(ActionApprove, to, p.Subject, "approved", in.Notes, now)
+	if err := r.move(ActionApprove, to, p.Subject, "approved", in.Notes, now); err != nil {
+		return err
+	}
+	if to == Approved {
+		if r.CompletionExpiry > 0 {
+			r.ExpiresAt = now.Add(time.Duration(r.CompletionExpiry))
+		}
+		if r.AutoComplete {
+			// Claimed in the same write as the approval: nobody can cancel
+			// or complete in between.
+			if err := r.move(ActionClaim, Completing, SystemActor, "completing", "auto-complete", now); err != nil {
+				return err
+			}
+			r.ClaimedAt = &now
+		}
+	}
+	return nil
 }
 
 // Reject vetoes the request. Notes are required.
@@ -163,6 +179,33 @@ func (r *Record) Fail(res Result, now time.Time) error {
 	}
 	r.Result = &res
 	return nil
+}
+
+// OutcomeUnknown is the failure reason of a replay whose claim timed out.
+const OutcomeUnknown = "outcome unknown: the replay was claimed but its result was never recorded"
+
+// Due returns the system action a request is due for at now: expire (its
+// time ran out), fail (its replay claim is older than claimTimeout), or ""
+// when none.
+func (r *Record) Due(now time.Time, claimTimeout time.Duration) Action {
+	switch {
+	case Allowed(ActionExpire, r.Status) && !now.Before(r.ExpiresAt):
+		return ActionExpire
+	case r.Status == Completing && r.ClaimedAt != nil && !now.Before(r.ClaimedAt.Add(claimTimeout)):
+		return ActionFail
+	}
+	return ""
+}
+
+// ApplyDue carries out the action Due returns and reports whether it did.
+func (r *Record) ApplyDue(now time.Time, claimTimeout time.Duration) (bool, error) {
+	switch r.Due(now, claimTimeout) {
+	case ActionExpire:
+		return true, r.Expire(now)
+	case ActionFail:
+		return true, r.Fail(Result{Error: OutcomeUnknown}, now)
+	}
+	return false, nil
 }
 
 // Expire ends a request whose time ran out.

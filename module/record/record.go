@@ -90,8 +90,49 @@ type Record struct {
 	UpdatedAt     time.Time     `json:"updated_at"`
 	ExpiresAt     time.Time     `json:"expires_at"`
 	ClaimedAt     *time.Time    `json:"claimed_at,omitempty"`
-	History       []Event       `json:"history"`
-	Result        *Result       `json:"result,omitempty"`
+	// AutoComplete replays the request inside the approval that meets the
+	// quorum, instead of waiting for the requester.
+	AutoComplete bool `json:"auto_complete,omitempty"`
+	// CompletionExpiry is the time allowed from approval to completion.
+	CompletionExpiry Duration `json:"completion_expiry"`
+	History          []Event  `json:"history"`
+	Result           *Result  `json:"result,omitempty"`
+}
+
+// AuditEvent is one entry of the global audit log: every history event of
+// every request, written in the same transaction as the change it records.
+type AuditEvent struct {
+	ID        string    `json:"id"`
+	At        time.Time `json:"at"`
+	Actor     string    `json:"actor"`
+	Action    string    `json:"action"`
+	RequestID string    `json:"request_id"`
+	From      Status    `json:"from,omitempty"`
+	To        Status    `json:"to"`
+	Notes     string    `json:"notes,omitempty"`
+	ClientIP  string    `json:"client_ip,omitempty"`
+	Policy    string    `json:"policy,omitempty"`
+	Resource  string    `json:"resource,omitempty"`
+	Requester string    `json:"requester,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes as a string ("72h").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // PayloadHash is the SHA-256, in hex, of the canonical form of a stored

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,29 +27,77 @@ type ListOptions struct {
 	// (view=received). Requester and Groups are exclusive; with neither,
 	// every request is listed (view=all).
 	Groups []string
-	// Statuses keeps only requests in one of these statuses.
-	Statuses []record.Status
+
+	// Filters: a request is listed when it matches all that are set.
+	Statuses      []record.Status
+	Policy        string
+	RequestedBy   string
+	Resource      string
+	CreatedAfter  time.Time // inclusive
+	CreatedBefore time.Time // exclusive
+
 	// Limit is the page size: DefaultLimit when 0, at most MaxLimit.
 	Limit int
 	// Cursor continues after the request with this id.
 	Cursor string
 }
 
-// ErrBadCursor is returned for a cursor that is not a request id.
-var ErrBadCursor = errors.New("cursor is not a request id")
+func (o *ListOptions) match(r *record.Record) bool {
+	return (len(o.Statuses) == 0 || slices.Contains(o.Statuses, r.Status)) &&
+		(o.Policy == "" || r.Policy == o.Policy) &&
+		(o.RequestedBy == "" || r.Requester.Subject == o.RequestedBy) &&
+		(o.Resource == "" || r.Resource == o.Resource)
+}
+
+func (o *ListOptions) filtered() bool {
+	return len(o.Statuses) > 0 || o.Policy != "" || o.RequestedBy != "" || o.Resource != ""
+}
+
+// ErrBadCursor is returned for a cursor that is not an id.
+var ErrBadCursor = errors.New("cursor is not an id")
+
+// IDFloor is the smallest time-ordered (UUIDv7) id of time t: every id made
+// at t or later sorts at or above it, every earlier one below.
+func IDFloor(t time.Time) string {
+	ms := uint64(t.UnixMilli())
+	return fmt.Sprintf("%08x-%04x", ms>>16, ms&0xffff)
+}
+
+// bounds turns a cursor and a time range into the id range [lower, upper)
+// to read; "" means unbounded.
+func bounds(cursor string, after, before time.Time) (lower, upper string, err error) {
+	if cursor != "" && !ValidID(cursor) {
+		return "", "", ErrBadCursor
+	}
+	upper = cursor
+	if !before.IsZero() {
+		if b := IDFloor(before); upper == "" || b < upper {
+			upper = b
+		}
+	}
+	if !after.IsZero() {
+		lower = IDFloor(after)
+	}
+	return lower, upper, nil
+}
+
+func pageSize(limit int) int {
+	if limit <= 0 {
+		return DefaultLimit
+	}
+	return min(limit, MaxLimit)
+}
 
 // List returns a page of requests and the cursor of the next page ("" on the
 // last page). Reads go through the index of the view in batches, so a page
-// costs the same however many requests are stored.
+// costs the same however many requests are stored, and ids only grow, so a
+// cursor stays correct while requests are added.
 func (s *Store) List(ctx context.Context, o ListOptions) ([]*record.Record, string, error) {
-	if o.Cursor != "" && !ValidID(o.Cursor) {
-		return nil, "", ErrBadCursor
+	lower, upper, err := bounds(o.Cursor, o.CreatedAfter, o.CreatedBefore)
+	if err != nil {
+		return nil, "", err
 	}
-	limit := o.Limit
-	if limit <= 0 {
-		limit = DefaultLimit
-	}
-	limit = min(limit, MaxLimit)
+	limit := pageSize(o.Limit)
 	var prefixes []string
 	switch {
 	case o.Requester != "":
@@ -57,19 +108,18 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]*record.Record, stri
 		}
 	}
 	batch := min(limit+1, MaxLimit)
-	if len(o.Statuses) > 0 {
-		batch = MaxLimit // filtered views skip records; read more per round trip
+	if o.filtered() {
+		batch = MaxLimit // filters skip records: read more per round trip
 	}
-	cursor := o.Cursor
 	var out []*record.Record
 	for {
-		recs, last, more, err := s.scan(ctx, prefixes, cursor, batch)
+		recs, last, more, err := s.scan(ctx, prefixes, lower, upper, batch)
 		if err != nil {
 			return nil, "", err
 		}
-		cursor = last
+		upper = last
 		for _, r := range recs {
-			if len(o.Statuses) > 0 && !slices.Contains(o.Statuses, r.Status) {
+			if !o.match(r) {
 				continue
 			}
 			out = append(out, r)
@@ -83,23 +133,26 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]*record.Record, stri
 	}
 }
 
-// scan returns up to n records with ids below cursor, newest first, from the
-// request keys themselves (prefixes empty) or from index prefixes merged,
-// the last id scanned, and whether more may follow.
-func (s *Store) scan(ctx context.Context, prefixes []string, cursor string, n int) ([]*record.Record, string, bool, error) {
+// rangeDesc reads up to n keys of [prefix+lower, prefix+upper), newest
+// first.
+func rangeDesc(prefix, lower, upper string, n int, opts ...clientv3.OpOption) clientv3.Op {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	if upper != "" {
+		end = prefix + upper
+	}
+	opts = append(opts, clientv3.WithRange(end),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(n)))
+	return clientv3.OpGet(prefix+lower, opts...)
+}
+
+// scan returns up to n records with ids in [lower, upper), newest first,
+// from the request keys themselves (prefixes empty) or from index prefixes
+// merged; the last id scanned; and whether more may follow.
+func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string, n int) ([]*record.Record, string, bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rangeOp := func(prefix string, opts ...clientv3.OpOption) clientv3.Op {
-		opts = append(opts, clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(n)))
-		if cursor != "" {
-			opts = append(opts, clientv3.WithRange(prefix+cursor))
-		} else {
-			opts = append(opts, clientv3.WithPrefix())
-		}
-		return clientv3.OpGet(prefix, opts...)
-	}
 	if len(prefixes) == 0 {
-		resp, err := s.cli.Do(ctx, rangeOp(s.prefix+"requests/"))
+		resp, err := s.cli.Do(ctx, rangeDesc(s.prefix+"requests/", lower, upper, n))
 		if err != nil {
 			return nil, "", false, unavailable(err)
 		}
@@ -112,7 +165,7 @@ func (s *Store) scan(ctx context.Context, prefixes []string, cursor string, n in
 			}
 			out = append(out, rec)
 		}
-		last := cursor
+		last := upper
 		if len(out) > 0 {
 			last = out[len(out)-1].ID
 		}
@@ -122,7 +175,7 @@ func (s *Store) scan(ctx context.Context, prefixes []string, cursor string, n in
 	// One round trip for the index ranges, one for the records.
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
-		ops[i] = rangeOp(p, clientv3.WithKeysOnly())
+		ops[i] = rangeDesc(p, lower, upper, n, clientv3.WithKeysOnly())
 	}
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
@@ -152,15 +205,24 @@ func (s *Store) scan(ctx context.Context, prefixes []string, cursor string, n in
 		ids, more = ids[:n], true
 	}
 	if len(ids) == 0 {
-		return nil, cursor, false, nil
+		return nil, upper, false, nil
 	}
+	recs, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, "", false, err
+	}
+	return recs, ids[len(ids)-1], more, nil
+}
+
+// getMany reads records by id in one round trip, skipping removed ones.
+func (s *Store) getMany(ctx context.Context, ids []string) ([]*record.Record, error) {
 	gets := make([]clientv3.Op, len(ids))
 	for i, id := range ids {
 		gets[i] = clientv3.OpGet(s.requestKey(id))
 	}
-	resp, err = s.cli.Txn(ctx).Then(gets...).Commit()
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
 	if err != nil {
-		return nil, "", false, unavailable(err)
+		return nil, unavailable(err)
 	}
 	out := make([]*record.Record, 0, len(ids))
 	for _, r := range resp.Responses {
@@ -170,9 +232,60 @@ func (s *Store) scan(ctx context.Context, prefixes []string, cursor string, n in
 		}
 		rec, err := decode(kvs[0].Value)
 		if err != nil {
-			return nil, "", false, err
+			return nil, err
 		}
 		out = append(out, rec)
 	}
-	return out, ids[len(ids)-1], more, nil
+	return out, nil
+}
+
+// AuditOptions selects a page of the audit log, newest first.
+type AuditOptions struct {
+	RequestID string
+	Actor     string
+	Action    string
+	After     time.Time // inclusive
+	Before    time.Time // exclusive
+	Limit     int
+	Cursor    string
+}
+
+// Audit returns a page of audit events and the cursor of the next page.
+func (s *Store) Audit(ctx context.Context, o AuditOptions) ([]record.AuditEvent, string, error) {
+	lower, upper, err := bounds(o.Cursor, o.After, o.Before)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := pageSize(o.Limit)
+	filtered := o.RequestID != "" || o.Actor != "" || o.Action != ""
+	batch := min(limit+1, MaxLimit)
+	if filtered {
+		batch = MaxLimit
+	}
+	var out []record.AuditEvent
+	for {
+		cctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Do(cctx, rangeDesc(s.prefix+"audit/", lower, upper, batch))
+		cancel()
+		if err != nil {
+			return nil, "", unavailable(err)
+		}
+		for _, kv := range resp.Get().Kvs {
+			var e record.AuditEvent
+			if err := json.Unmarshal(kv.Value, &e); err != nil {
+				return nil, "", fmt.Errorf("decoding audit event: %w", err)
+			}
+			upper = e.ID
+			if (o.RequestID != "" && e.RequestID != o.RequestID) || (o.Actor != "" && e.Actor != o.Actor) || (o.Action != "" && e.Action != o.Action) {
+				continue
+			}
+			out = append(out, e)
+			if len(out) > limit {
+				return out[:limit], out[limit-1].ID, nil
+			}
+		}
+		if !resp.Get().More {
+			return out, "", nil
+		}
+	}
 }

@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
+	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -116,47 +118,104 @@ func (s *Store) requesterIndex(sub string) string {
 func (s *Store) groupIndex(group string) string {
 	return s.prefix + "by-group/" + url.PathEscape(group) + "/"
 }
+func (s *Store) pendingIndex(sub string) string {
+	return s.prefix + "pending/" + url.PathEscape(sub) + "/"
+}
+func (s *Store) auditKey(id string) string { return s.prefix + "audit/" + id }
 
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.timeout)
 }
 
-// Create stores a new request and its body and claims its resource, in one
-// transaction. If the resource already has a pending request, nothing is
-// written and the error is a *PendingError naming it.
-func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte) error {
+// ErrTooManyPending is returned when the requester already has the most
+// pending requests allowed.
+var ErrTooManyPending = errors.New("too many pending requests")
+
+// CreateOptions are the per-call settings of Create.
+type CreateOptions struct {
+	// MaxPending caps the requester's pending requests; 0 means no cap.
+	MaxPending int
+	// ClientIP goes into the audit event.
+	ClientIP string
+}
+
+// Create stores a new request and its body, claims its resource, indexes it
+// and appends its audit event, in one transaction. If the resource already
+// has a pending request, nothing is written and the error is a
+// *PendingError naming it. With a cap on pending requests the requester's
+// count is read first and the transaction is fenced on it, so concurrent
+// parks cannot overshoot the cap.
+func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o CreateOptions) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
 	claim := s.resourceKey(rec.Resource)
+	pending := s.pendingIndex(rec.Requester.Subject)
 	ops := []clientv3.Op{
 		clientv3.OpPut(claim, rec.ID),
 		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
 		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
 		clientv3.OpPut(s.requesterIndex(rec.Requester.Subject)+rec.ID, ""),
+		clientv3.OpPut(pending+rec.ID, ""),
 	}
 	for _, q := range rec.Approvers {
 		ops = append(ops, clientv3.OpPut(s.groupIndex(q.Group)+rec.ID, ""))
 	}
+	audit, err := s.auditOps(rec, rec.History, o.ClientIP)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, audit...)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)).
-		Then(ops...).
-		Else(clientv3.OpGet(claim)).
-		Commit()
-	if err != nil {
-		return unavailable(err)
-	}
-	if !resp.Succeeded {
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			return unavailable(errors.New("resource claim vanished during create"))
+	for range maxAttempts {
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)}
+		if o.MaxPending > 0 {
+			resp, err := s.cli.Get(ctx, pending, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				return unavailable(err)
+			}
+			if resp.Count >= int64(o.MaxPending) {
+				return ErrTooManyPending
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(pending), "<", resp.Header.Revision+1).WithPrefix())
 		}
-		return &PendingError{ID: string(kvs[0].Value)}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(claim)).Commit()
+		if err != nil {
+			return unavailable(err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			return &PendingError{ID: string(kvs[0].Value)}
+		}
+		// Another request of this requester was parked since the count:
+		// count again.
 	}
-	return nil
+	return unavailable(errors.New("too much contention creating a request"))
+}
+
+// auditOps returns the puts of the audit events for history events.
+func (s *Store) auditOps(rec *record.Record, events []record.Event, clientIP string) ([]clientv3.Op, error) {
+	ops := make([]clientv3.Op, 0, len(events))
+	for _, e := range events {
+		id, err := NewID(e.At)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(record.AuditEvent{
+			ID: id, At: e.At, Actor: e.Actor, Action: e.Action, RequestID: rec.ID,
+			From: e.From, To: e.To, Notes: e.Notes, ClientIP: clientIP,
+			Policy: rec.Policy, Resource: rec.Resource, Requester: rec.Requester.Subject,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, clientv3.OpPut(s.auditKey(id), string(b)))
+	}
+	return ops, nil
 }
 
 // Get returns a request and its mod revision.
@@ -194,21 +253,31 @@ func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
 	return resp.Kvs[0].Value, nil
 }
 
-// update writes rec if its stored mod revision is still rev, releasing the
-// resource claim when rec is terminal. On a lost race it returns a
-// *conflictError with the current record.
-func (s *Store) update(ctx context.Context, rec *record.Record, rev int64) (int64, error) {
+// update writes rec if its stored mod revision is still rev, with audit
+// events for the history events after the first seen, releasing the
+// resource claim and the pending index when rec is terminal. On a lost race
+// it returns a *conflictError with the current record.
+func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen int, clientIP string) (int64, error) {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
 	}
 	key := s.requestKey(rec.ID)
 	ops := []clientv3.Op{clientv3.OpPut(key, string(val))}
+	if seen < len(rec.History) {
+		audit, err := s.auditOps(rec, rec.History[seen:], clientIP)
+		if err != nil {
+			return 0, err
+		}
+		ops = append(ops, audit...)
+	}
 	if rec.Status.Terminal() {
 		claim := s.resourceKey(rec.Resource)
-		ops = append(ops, clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
-			[]clientv3.Op{clientv3.OpDelete(claim)}, nil))
+		ops = append(ops,
+			clientv3.OpDelete(s.pendingIndex(rec.Requester.Subject)+rec.ID),
+			clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
+				[]clientv3.Op{clientv3.OpDelete(claim)}, nil))
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -234,23 +303,29 @@ func (s *Store) update(ctx context.Context, rec *record.Record, rev int64) (int6
 	return resp.Header.Revision, nil
 }
 
-// maxAttempts bounds the retries of a contended Mutate.
+// maxAttempts bounds the retries of a contended write.
 const maxAttempts = 20
 
 // Mutate reads a request, applies fn and writes the result, fenced on the
-// mod revision it read; when another writer wins, fn is applied again to the
-// newer record. An error from fn is returned as is, with the record as
-// read, and nothing is written.
-func (s *Store) Mutate(ctx context.Context, id string, fn func(*record.Record) error) (*record.Record, error) {
+// mod revision it read, with an audit event (carrying clientIP) for every
+// history event fn added; when another writer wins, fn is applied again to
+// the newer record. An error from fn is returned as is, with the record as
+// read, and nothing is written. A fn that leaves the record unchanged
+// writes nothing.
+func (s *Store) Mutate(ctx context.Context, id, clientIP string, fn func(*record.Record) error) (*record.Record, error) {
 	rec, rev, err := s.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	for range maxAttempts {
+		seen := len(rec.History)
 		if err := fn(rec); err != nil {
 			return rec, err
 		}
-		_, err := s.update(ctx, rec, rev)
+		if len(rec.History) == seen {
+			return rec, nil
+		}
+		_, err := s.update(ctx, rec, rev, seen, clientIP)
 		var c *conflictError
 		if errors.As(err, &c) {
 			rec, rev = c.rec, c.rev
@@ -271,6 +346,38 @@ func decode(b []byte) (*record.Record, error) {
 	}
 	return &rec, nil
 }
+
+// NewID returns a time-ordered id (a UUIDv7) whose timestamp is t, so that
+// key order is time order by the gateway's clock and time ranges map to key
+// ranges. Within one process, ids made in the same millisecond strictly
+// increase, as the 12 bits below the millisecond count on.
+func NewID(t time.Time) (string, error) {
+	u, err := uuid.NewV7() // for its random bits
+	if err != nil {
+		return "", err
+	}
+	idMu.Lock()
+	now := t.UnixMilli()<<12 | int64(t.Nanosecond()%1e6)>>8
+	if now <= lastID && lastID-now < 1<<12 {
+		// Same millisecond: count on. (A clock set back further is
+		// followed, so that ids keep telling time.)
+		now = lastID + 1
+	}
+	lastID = now
+	idMu.Unlock()
+	ms, seq := uint64(now>>12), uint64(now&0xfff)
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	u[6] = 0x70 | byte(seq>>8)
+	u[7] = byte(seq)
+	return u.String(), nil
+}
+
+var (
+	idMu   sync.Mutex
+	lastID int64 // the last id's milliseconds<<12 | sub-millisecond sequence
+)
 
 // ValidID reports whether id has the form of a request id (a UUID), so that
 // user input never reaches a key unchecked.

@@ -45,7 +45,7 @@ func newRecord(subject, resource string, groups ...string) *record.Record {
 func TestCreateGetAndPayload(t *testing.T) {
 	s := newStore(t)
 	r := newRecord("alice", "apps/1")
-	if err := s.Create(ctx, r, []byte(`{"a":1}`)); err != nil {
+	if err := s.Create(ctx, r, []byte(`{"a":1}`), CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got, rev, err := s.Get(ctx, r.ID)
@@ -69,33 +69,33 @@ func TestCreateGetAndPayload(t *testing.T) {
 func TestOnePendingRequestPerResource(t *testing.T) {
 	s := newStore(t)
 	first := newRecord("alice", "apps/1")
-	if err := s.Create(ctx, first, nil); err != nil {
+	if err := s.Create(ctx, first, nil, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	second := newRecord("bob", "apps/1")
 	var pe *PendingError
-	if err := s.Create(ctx, second, nil); !errors.As(err, &pe) || pe.ID != first.ID {
+	if err := s.Create(ctx, second, nil, CreateOptions{}); !errors.As(err, &pe) || pe.ID != first.ID {
 		t.Fatalf("second create: %v", err)
 	}
 	if _, _, err := s.Get(ctx, second.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatal("the refused request was stored")
 	}
 	// "apps/1" and "apps/10" are different resources.
-	if err := s.Create(ctx, newRecord("bob", "apps/10"), nil); err != nil {
+	if err := s.Create(ctx, newRecord("bob", "apps/10"), nil, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Approving keeps the claim; a terminal state releases it.
 	bob := record.Principal{Subject: "bob", Groups: []string{"approvers"}}
-	if _, err := s.Mutate(ctx, first.ID, func(r *record.Record) error { return r.Approve(bob, record.ApproveInput{}, time.Now()) }); err != nil {
+	if _, err := s.Mutate(ctx, first.ID, "", func(r *record.Record) error { return r.Approve(bob, record.ApproveInput{}, time.Now()) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(ctx, newRecord("carol", "apps/1"), nil); !errors.As(err, &pe) {
+	if err := s.Create(ctx, newRecord("carol", "apps/1"), nil, CreateOptions{}); !errors.As(err, &pe) {
 		t.Fatalf("approved request must still hold the resource: %v", err)
 	}
-	if _, err := s.Mutate(ctx, first.ID, func(r *record.Record) error { return r.Cancel(r.Requester, "", time.Now()) }); err != nil {
+	if _, err := s.Mutate(ctx, first.ID, "", func(r *record.Record) error { return r.Cancel(r.Requester, "", time.Now()) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(ctx, newRecord("carol", "apps/1"), nil); err != nil {
+	if err := s.Create(ctx, newRecord("carol", "apps/1"), nil, CreateOptions{}); err != nil {
 		t.Fatalf("resource not released by a terminal state: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func TestMutateRetriesOnConflict(t *testing.T) {
 	s := newStore(t)
 	r := newRecord("alice", "apps/1")
 	r.Approvers = record.NewRequirements([]record.Requirement{{Group: "approvers", Required: 10}})
-	if err := s.Create(ctx, r, nil); err != nil {
+	if err := s.Create(ctx, r, nil, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -114,7 +114,7 @@ func TestMutateRetriesOnConflict(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			p := record.Principal{Subject: fmt.Sprintf("approver-%d", i), Groups: []string{"approvers"}}
-			_, err := s.Mutate(ctx, r.ID, func(r *record.Record) error { return r.Approve(p, record.ApproveInput{}, time.Now()) })
+			_, err := s.Mutate(ctx, r.ID, "", func(r *record.Record) error { return r.Approve(p, record.ApproveInput{}, time.Now()) })
 			errs <- err
 		}()
 	}
@@ -134,11 +134,11 @@ func TestMutateRetriesOnConflict(t *testing.T) {
 func TestMutateReturnsRefusalWithoutWriting(t *testing.T) {
 	s := newStore(t)
 	r := newRecord("alice", "apps/1")
-	if err := s.Create(ctx, r, nil); err != nil {
+	if err := s.Create(ctx, r, nil, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_, rev, _ := s.Get(ctx, r.ID)
-	_, err := s.Mutate(ctx, r.ID, func(r *record.Record) error { return r.Approve(r.Requester, record.ApproveInput{}, time.Now()) })
+	_, err := s.Mutate(ctx, r.ID, "", func(r *record.Record) error { return r.Approve(r.Requester, record.ApproveInput{}, time.Now()) })
 	var re *record.Error
 	if !errors.As(err, &re) || re.Code != record.CodeSelfApproval {
 		t.Fatalf("got %v", err)
@@ -158,7 +158,7 @@ func TestListViewsAndPages(t *testing.T) {
 		if i%5 == 0 {
 			r.Status = record.Canceled
 		}
-		if err := s.Create(ctx, r, nil); err != nil {
+		if err := s.Create(ctx, r, nil, CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, r)
@@ -245,7 +245,7 @@ func TestUnreachableStoreIsUnavailable(t *testing.T) {
 	cli, srv := etcdtest.Start(t)
 	s, _ := New(cli, Options{Timeout: 500 * time.Millisecond})
 	srv.Close()
-	err := s.Create(ctx, newRecord("alice", "apps/1"), nil)
+	err := s.Create(ctx, newRecord("alice", "apps/1"), nil, CreateOptions{})
 	var ue *UnavailableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("got %v", err)

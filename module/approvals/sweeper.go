@@ -1,0 +1,135 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/record"
+	"github.com/google/uuid"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+)
+
+// SweepStats counts what one sweep did.
+type SweepStats struct {
+	Expired, Failed, Removed int
+	AuditPruned              int64
+}
+
+// Sweep moves overdue requests to expired, fails replays claimed longer
+// than the claim timeout ago, removes terminal requests past their
+// retention, and prunes the audit log. Each state change is fenced on the
+// record's mod revision, so sweeps racing each other (or an action) never
+// both win.
+func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
+	var st SweepStats
+	now := s.o.Clock()
+	err := s.o.Store.EachPending(ctx, func(rec *record.Record) error {
+		if rec.Due(now, s.o.ClaimTimeout) == "" {
+			return nil
+		}
+		changed := false
+		final, err := s.o.Store.Mutate(ctx, rec.ID, "", func(r *record.Record) error {
+			var err error
+			changed, err = r.ApplyDue(now, s.o.ClaimTimeout)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if changed {
+			switch final.Status {
+			case record.Expired:
+				st.Expired++
+			case record.Failed:
+				st.Failed++
+			}
+			s.log.Info("approval event", zap.String("event", string(final.Status)), zap.String("request_id", final.ID),
+				zap.String("actor", record.SystemActor), zap.String("requester", final.Requester.Subject),
+				zap.String("policy", final.Policy), zap.String("resource", final.Resource), zap.String("by", "sweeper"))
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	cutoff := now.Add(-s.o.Retention)
+	err = s.o.Store.EachCreatedBefore(ctx, cutoff, func(rec *record.Record, rev int64) error {
+		if !rec.Status.Terminal() || !rec.UpdatedAt.Before(cutoff) {
+			return nil
+		}
+		removed, err := s.o.Store.Remove(ctx, rec, rev)
+		if removed {
+			st.Removed++
+		}
+		return err
+	})
+	if err != nil {
+		return st, err
+	}
+	st.AuditPruned, err = s.o.Store.PruneAudit(ctx, now.Add(-s.o.AuditRetention))
+	return st, err
+}
+
+// StartSweeper runs Sweep every SweepInterval while this instance is the
+// elected sweeper: the gateways sharing a store campaign through an etcd
+// election, so one sweeps at a time (the mod-revision fence still guards
+// each change). The returned function stops it and waits.
+func (s *Service) StartSweeper() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := s.leadSweeps(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweeper election", zap.Error(err))
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// leadSweeps campaigns, then sweeps until the session or ctx ends.
+func (s *Service) leadSweeps(ctx context.Context) error {
+	session, err := concurrency.NewSession(s.o.Store.Client(), concurrency.WithTTL(15), concurrency.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer session.Close()
+	election := concurrency.NewElection(session, s.o.Store.Prefix()+"sweeper/")
+	if err := election.Campaign(ctx, uuid.NewString()); err != nil {
+		return err
+	}
+	s.log.Info("elected as the sweeper")
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = election.Resign(rctx)
+	}()
+	tick := time.NewTicker(s.o.SweepInterval)
+	defer tick.Stop()
+	for {
+		st, err := s.Sweep(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep", zap.Error(err))
+		} else if st != (SweepStats{}) {
+			s.log.Info("sweep", zap.Int("expired", st.Expired), zap.Int("failed", st.Failed),
+				zap.Int("removed", st.Removed), zap.Int64("audit_pruned", st.AuditPruned))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-session.Done():
+			return errors.New("lost the sweeper session")
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/record"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// sweepBatch is how many keys a sweep reads per round trip.
+const sweepBatch = 200
+
+// EachPending calls fn with every pending request (needs_approval,
+// approved, completing), found through the pending index, read in batches.
+func (s *Store) EachPending(ctx context.Context, fn func(*record.Record) error) error {
+	prefix := s.prefix + "pending/"
+	from := prefix
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	for {
+		cctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(sweepBatch))
+		if err != nil {
+			cancel()
+			return unavailable(err)
+		}
+		ids := make([]string, len(resp.Kvs))
+		for i, kv := range resp.Kvs {
+			k := string(kv.Key)
+			ids[i] = k[strings.LastIndexByte(k, '/')+1:]
+		}
+		var recs []*record.Record
+		if len(ids) > 0 {
+			recs, err = s.getMany(cctx, ids)
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// EachCreatedBefore calls fn with every request created before t, oldest
+// first, and its mod revision.
+func (s *Store) EachCreatedBefore(ctx context.Context, t time.Time, fn func(*record.Record, int64) error) error {
+	prefix := s.prefix + "requests/"
+	from, end := prefix, prefix+IDFloor(t)
+	for {
+		cctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(sweepBatch))
+		cancel()
+		if err != nil {
+			return unavailable(err)
+		}
+		for _, kv := range resp.Kvs {
+			rec, err := decode(kv.Value)
+			if err != nil {
+				return err
+			}
+			if err := fn(rec, kv.ModRevision); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// Remove deletes a request and everything that refers to it (body, indexes,
+// resource claim), if the record is unchanged since rev. It reports whether
+// it removed it.
+func (s *Store) Remove(ctx context.Context, rec *record.Record, rev int64) (bool, error) {
+	key := s.requestKey(rec.ID)
+	claim := s.resourceKey(rec.Resource)
+	ops := []clientv3.Op{
+		clientv3.OpDelete(key),
+		clientv3.OpDelete(s.payloadKey(rec.ID)),
+		clientv3.OpDelete(s.requesterIndex(rec.Requester.Subject) + rec.ID),
+		clientv3.OpDelete(s.pendingIndex(rec.Requester.Subject) + rec.ID),
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
+			[]clientv3.Op{clientv3.OpDelete(claim)}, nil),
+	}
+	for _, q := range rec.Approvers {
+		ops = append(ops, clientv3.OpDelete(s.groupIndex(q.Group)+rec.ID))
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(ops...).Commit()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return resp.Succeeded, nil
+}
+
+// PruneAudit deletes the audit events older than t and returns how many.
+func (s *Store) PruneAudit(ctx context.Context, t time.Time) (int64, error) {
+	prefix := s.prefix + "audit/"
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Delete(ctx, prefix, clientv3.WithRange(prefix+IDFloor(t)))
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Deleted, nil
+}
