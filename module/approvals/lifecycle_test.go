@@ -462,29 +462,25 @@ func TestInterruptedReplayFailsAfterClaimTimeout(t *testing.T) {
 	id := h.park(alice, "DELETE", "/apps/1", "")
 	h.approve(bob, id)
 
-	// A backend that hangs, and a gateway whose store write after the
-	// replay never happens: the call is cut while in flight.
-	hang := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
-	defer hung.Close()
-	defer close(hang)
-	ctx, cancel := context.WithCancel(context.Background())
-	req := httptest.NewRequest("POST", "/.approvals/api/v1/requests/"+id+"/complete", nil).WithContext(ctx)
-	req.Header.Set("Authorization", "Bearer "+alice)
+	// The gateway dies between the claim and the backend's answer: the
+	// handler is killed while the call is in flight, so nothing after the
+	// replay runs.
 	started := make(chan struct{})
 	crashed := func(w http.ResponseWriter, r *http.Request) error {
 		close(started)
-		<-r.Context().Done() // the gateway dies mid-replay
 		panic(http.ErrAbortHandler)
 	}
-	go func() {
+	req := httptest.NewRequest("POST", "/.approvals/api/v1/requests/"+id+"/complete", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	func() {
 		defer func() { _ = recover() }()
 		_ = h.svc.ServeHTTP(httptest.NewRecorder(), req, crashed)
 	}()
 	<-started
-	cancel()
 
-	waitFor(t, func() bool { return h.record(alice, id).str("status") == "completing" })
+	if h.record(alice, id).str("status") != "completing" {
+		t.Fatal("the claim was not left in completing")
+	}
 	h.clock.Add(4 * time.Minute)
 	if h.record(alice, id).str("status") != "completing" {
 		t.Fatal("failed before the claim timeout")
@@ -502,6 +498,39 @@ func TestInterruptedReplayFailsAfterClaimTimeout(t *testing.T) {
 	}
 	// The requester may resubmit.
 	h.park(alice, "DELETE", "/apps/1", "")
+}
+
+func TestCanceledReplayIsOutcomeUnknown(t *testing.T) {
+	h := newHarness(t, "", nil)
+	alice, bob := h.token("alice"), h.token("bob", "approvers")
+	id := h.park(alice, "DELETE", "/apps/1", "")
+	h.approve(bob, id)
+
+	// A backend that hangs, and a caller that gives up.
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer hung.Close()
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest("POST", "/.approvals/api/v1/requests/"+id+"/complete", nil).WithContext(ctx)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.svc.ServeHTTP(httptest.NewRecorder(), req, proxyTo(hung.URL))
+	}()
+	<-arrived
+	cancel()
+	<-done
+	res := h.record(alice, id)
+	if res.str("status") != "failed" || !strings.Contains(res.raw, "outcome unknown") {
+		t.Fatalf("after the cut: %s", res.raw)
+	}
+	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusConflict, record.CodeInvalidTransition)
 }
 
 func TestSweeperFailsStaleClaims(t *testing.T) {

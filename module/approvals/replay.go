@@ -73,6 +73,10 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 	}
 	if nerr != nil {
 		res.Error = nerr.Error()
+		if cw.status == 0 && r.Context().Err() != nil {
+			// Cut while the backend had the call: it may have acted on it.
+			res.Error = record.OutcomeUnknown + " (" + nerr.Error() + ")"
+		}
 	}
 	ctx, cancel := detached(r.Context())
 	defer cancel()

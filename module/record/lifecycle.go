@@ -182,7 +182,7 @@ func (r *Record) Fail(res Result, now time.Time) error {
 }
 
 // OutcomeUnknown is the failure reason of a replay whose claim timed out.
-const OutcomeUnknown = "outcome unknown: the replay was claimed but its result was never recorded"
+const OutcomeUnknown = "outcome unknown: the replay was sent but its result was never recorded"
 
 // Due returns the system action a request is due for at now: expire (its
 // time ran out), fail (its replay claim is older than claimTimeout), or ""
