@@ -98,7 +98,7 @@ http://127.0.0.1:%d {
 			secret %s
 			issuer https://idp.test
 		}
-		policies ../policies
+		policies approvals/testdata/policies
 		admin_groups auditors
 		%s
 	}
@@ -300,11 +300,11 @@ func TestProvisionErrors(t *testing.T) {
 		"empty secret placeholder": {`identity jwt {
 			secret {env.APPROVAL_TEST_UNSET}
 		}
-		policies ../policies`, "empty secret"},
+		policies approvals/testdata/policies`, "empty secret"},
 		"short secret": {`identity jwt {
 			secret short
 		}
-		policies ../policies`, "32 bytes"},
+		policies approvals/testdata/policies`, "32 bytes"},
 		"no policies": {`identity jwt {
 			secret ` + testSecret + `
 		}`, "policies"},

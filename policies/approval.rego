@@ -1,25 +1,50 @@
-# The default access policy: every protected (mutating) call needs one
-# approval from a member of the "approvers" group. Copy the policies of this
-# directory's README to scope it by resource type, identity or object.
+# The decision the gateway evaluates (data.approval.decision). Each policy
+# under approval/policies/ defines `decision` for the calls it covers; this
+# file combines them: a deny wins, then a park, then an allow. A call no
+# policy covers needs one approval from config.default_approvers, so a new
+# endpoint is never open by accident.
 package approval
 
-# Fail closed: a call that no rule below matches is denied.
-default decision := {
-	"action": "deny",
-	"policy": "default",
-	"reason": "no access policy matched this call",
-}
+import data.approval.lib
+import data.approval.policies
+import data.config
 
-decision := {
+_decisions := [d |
+	some name in sort(object.keys(policies))
+	d := policies[name].decision
+]
+
+_by_action(action) := [d | some d in _decisions; d.action == action]
+
+decision := _by_action("deny")[0] if {
+	count(_by_action("deny")) > 0
+} else := object.union(_park, _break_glass) if {
+	_park
+	break_glass_allowed
+} else := _park if {
+	_park
+} else := _by_action("allow")[0] if {
+	count(_by_action("allow")) > 0
+} else := {
 	"action": "require_approval",
 	"policy": "default",
-	"resource": _resource,
-	"approvers": [{"group": "approvers", "required": 1}],
-	"reason": "changes to the admin API need a second admin's approval",
-} if {
-	input.request.method in {"POST", "PUT", "PATCH", "DELETE"}
-	input.identity.subject != ""
+	"resource": lib.object,
+	"approvers": lib.with_after_hours(config.default_approvers),
+	"reason": "no access policy covers this call; every change needs a second admin",
 }
 
-# One pending request per object: the path names it ("/apps/42" -> "apps/42").
-_resource := trim_prefix(input.request.path, "/")
+# _park is the first park, marked dry_run when its policy is listed in
+# config.dry_run_policies: the call then passes, and the gateway records
+# what would have been asked.
+_park := object.union(_by_action("require_approval")[0], {"dry_run": true}) if {
+	_by_action("require_approval")[0].policy in config.dry_run_policies
+} else := _by_action("require_approval")[0]
+
+_break_glass := {
+	"break_glass": true,
+	"reason": "break-glass: the caller's emergency access passes this call at once; it is recorded and audited",
+}
+
+# break_glass_allowed is defined in break_glass.rego; without that file
+# nobody can break glass.
+default break_glass_allowed := false

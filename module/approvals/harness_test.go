@@ -152,7 +152,7 @@ func newHarnessOn(t *testing.T, cli *clientv3.Client, srv *etcdembed.Server, pol
 		t.Fatal(err)
 	}
 	if policyDir == "" {
-		policyDir = "../../policies"
+		policyDir = "testdata/policies"
 	}
 	pol, err := policy.Load(context.Background(), policyDir, "", nil)
 	if err != nil {

@@ -30,6 +30,12 @@ type Decision struct {
 	ExpiresIn time.Duration `json:"expires_in,omitempty"`
 	// Complete is "auto" or "manual" ("" means the configured default).
 	Complete string `json:"complete,omitempty"`
+	// DryRun lets a require_approval call through, recording what would
+	// have been asked.
+	DryRun bool `json:"dry_run,omitempty"`
+	// BreakGlass lets a require_approval call through at once, recorded as
+	// bypassed.
+	BreakGlass bool `json:"break_glass,omitempty"`
 }
 
 // failClosed is the decision used when the policy gives no usable decision.
@@ -66,6 +72,15 @@ func parseDecision(v any) (Decision, error) {
 	expires := str("expires_in", false)
 	if err != nil {
 		return Decision{}, err
+	}
+	for key, dst := range map[string]*bool{"dry_run": &d.DryRun, "break_glass": &d.BreakGlass} {
+		if raw, ok := m[key]; ok {
+			b, isBool := raw.(bool)
+			if !isBool {
+				return Decision{}, fmt.Errorf("decision %q is a %T, not a boolean", key, raw)
+			}
+			*dst = b
+		}
 	}
 	switch d.Action {
 	case Allow, Deny:

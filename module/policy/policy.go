@@ -36,10 +36,23 @@ type Policy struct {
 	LoadedAt time.Time
 }
 
+// Module is a policy kept outside the directory (in the store): Rego text
+// and a data document, which lands at data.runtime.<Name>.
+type Module struct {
+	Name string         `json:"name"`
+	Rego string         `json:"rego"`
+	Data map[string]any `json:"data,omitempty"`
+}
+
 // Load reads every .rego, .json and .yaml file under dir (test files
 // *_test.rego excepted), as `opa eval -d dir` does, and prepares query. Errors
 // name the file and line.
 func Load(ctx context.Context, dir, query string, logger *zap.Logger) (*Policy, error) {
+	return LoadWith(ctx, dir, query, nil, logger)
+}
+
+// LoadWith is Load with runtime modules compiled in beside the files.
+func LoadWith(ctx context.Context, dir, query string, extra []Module, logger *zap.Logger) (*Policy, error) {
 	if query == "" {
 		query = DefaultQuery
 	}
@@ -62,17 +75,46 @@ func Load(ctx context.Context, dir, query string, logger *zap.Logger) (*Policy, 
 	if len(res.Modules) == 0 {
 		return nil, fmt.Errorf("loading policies from %s: no .rego files found", dir)
 	}
+	docs := res.Documents
+	if docs == nil {
+		docs = map[string]any{}
+	}
+	files := make([]string, 0, len(res.Modules)+len(extra))
+	var parsed []*ast.Module
+	for name, m := range res.Modules {
+		parsed = append(parsed, m.Parsed)
+		files = append(files, name)
+	}
+	if len(extra) > 0 {
+		runtime := map[string]any{}
+		for _, m := range extra {
+			file := "runtime/" + m.Name + ".rego"
+			mod, err := ast.ParseModuleWithOpts(file, m.Rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
+			if err != nil {
+				return nil, fmt.Errorf("runtime policy %s: %w", m.Name, err)
+			}
+			parsed = append(parsed, mod)
+			files = append(files, file)
+			if m.Data != nil {
+				runtime[m.Name] = m.Data
+			}
+		}
+		if _, clash := docs["runtime"]; clash && len(runtime) > 0 {
+			return nil, fmt.Errorf("loading policies from %s: data.runtime is reserved for runtime policies", dir)
+		}
+		if len(runtime) > 0 {
+			docs["runtime"] = runtime
+		}
+	}
 	opts := []func(*rego.Rego){
 		rego.Query(query),
-		rego.Store(inmem.NewFromObject(res.Documents)),
+		rego.Store(inmem.NewFromObject(docs)),
 		rego.EnablePrintStatements(true),
 		rego.PrintHook(printHook{logger}),
 		rego.StrictBuiltinErrors(true),
 	}
-	files := make([]string, 0, len(res.Modules))
-	for name, m := range res.Modules {
-		opts = append(opts, rego.ParsedModule(m.Parsed))
-		files = append(files, name)
+	for _, m := range parsed {
+		opts = append(opts, rego.ParsedModule(m))
 	}
 	sort.Strings(files)
 	pq, err := rego.New(opts...).PrepareForEval(ctx)

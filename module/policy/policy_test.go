@@ -2,15 +2,18 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/rego"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -47,21 +50,45 @@ func call(method, path string, body string) Call {
 		Body:   []byte(body), RemoteIP: "10.1.2.3"}
 }
 
-func TestShippedDefaultPolicy(t *testing.T) {
+// TestShippedPolicyExamples evaluates every example of policies/README.md
+// (fenced blocks marked "json example": an input and the whole decision it
+// must give) against the shipped policies, with the real engine.
+func TestShippedPolicyExamples(t *testing.T) {
 	e := load(t, "../../policies")
-	d, err := e.Decide(context.Background(), Input(call("DELETE", "/apps/42", ""), alice, time.Now()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Decision{Action: RequireApproval, Policy: "default", Resource: "apps/42",
-		Approvers: []Requirement{{Group: "approvers", Required: 1}},
-		Reason:    "changes to the admin API need a second admin's approval"}
-	if !reflect.DeepEqual(d, want) {
-		t.Fatalf("got %+v\nwant %+v", d, want)
-	}
 	for _, f := range e.Current().Files {
 		if strings.HasSuffix(f, "_test.rego") {
 			t.Fatalf("test file %s was loaded as policy", f)
+		}
+	}
+	doc, err := os.ReadFile("../../policies/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```json example\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 5 {
+		t.Fatalf("only %d examples in policies/README.md", len(blocks))
+	}
+	for i, b := range blocks {
+		var ex struct {
+			Input    map[string]any `json:"input"`
+			Decision map[string]any `json:"decision"`
+		}
+		dec := json.NewDecoder(strings.NewReader(b[1]))
+		dec.UseNumber()
+		if err := dec.Decode(&ex); err != nil {
+			t.Fatalf("example %d: %v", i+1, err)
+		}
+		rs, err := e.Current().query.Eval(context.Background(), rego.EvalInput(ex.Input))
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("example %d: %v %v", i+1, rs, err)
+		}
+		got, _ := json.Marshal(rs[0].Expressions[0].Value)
+		want, _ := json.Marshal(ex.Decision)
+		if string(got) != string(want) {
+			t.Errorf("example %d:\n got %s\nwant %s", i+1, got, want)
+		}
+		if _, err := e.Decide(context.Background(), ex.Input); err != nil {
+			t.Errorf("example %d breaks the contract: %v", i+1, err)
 		}
 	}
 }
