@@ -113,13 +113,16 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 	defer func() { _ = caddy.Stop() }()
 
 	const iss = "approval-gateway-demo"
-	alice, err := mintToken(secret, "alice", []string{"it-ops"}, iss, "", 12*time.Hour)
-	if err != nil {
-		return exitFailure, err
+	ids := demoIdentities()
+	tokens := map[string]string{}
+	for _, id := range ids {
+		tok, err := mintToken(secret, id.sub, id.groups, "approval-gateway-demo", "", 12*time.Hour)
+		if err != nil {
+			return exitFailure, err
+		}
+		tokens[id.sub] = tok
 	}
-	bob, _ := mintToken(secret, "bob", []string{"approvers"}, iss, "", 12*time.Hour)
-	carol, _ := mintToken(secret, "carol", []string{"approval-admins"}, iss, "", 12*time.Hour)
-	fmt.Print(demoText(listen, data, alice, bob, carol))
+	fmt.Print(demoText(listen, data, ids, tokens))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -135,34 +138,55 @@ func quote(s string) string {
 	return s
 }
 
-func demoText(listen, data, alice, bob, carol string) string {
+type demoIdentity struct {
+	sub, role string
+	groups    []string
+}
+
+// demoIdentities are the people of the walk-through.
+func demoIdentities() []demoIdentity {
+	return []demoIdentity{
+		{"alice", "requester", []string{"it-ops"}},
+		{"bob", "approver and policy admin", []string{"approvers", "app-approvers", "device-approvers", "script-approvers", "rbac-approvers", "approval-admins"}},
+		{"carol", "policy admin", []string{"approval-admins"}},
+		{"dave", "after-hours and security approver", []string{"on-call-approvers", "security"}},
+	}
+}
+
+func demoText(listen, data string, ids []demoIdentity, tokens map[string]string) string {
+	var exports strings.Builder
+	for _, id := range ids {
+		fmt.Fprintf(&exports, "  export %s=%s   # %s: %s\n", strings.ToUpper(id.sub), tokens[id.sub], id.role, strings.Join(id.groups, ", "))
+	}
 	base := "http://" + listen
 	return fmt.Sprintf(`
 The approval gateway is running on %[1]s in front of the example admin API.
-Embedded etcd data: %[2]s
+Embedded etcd data: %[2]s. Policies: the shipped library (policies/README.md).
 
-Two identities (and an admin who may see everything):
-  export ALICE=%[3]s   # requester, group it-ops
-  export BOB=%[4]s     # approver, group approvers
-  export CAROL=%[5]s   # group approval-admins
-
+Identities:
+%[3]s
 Reads pass straight through:
   curl -s %[1]s/devices
 
-Alice wipes a device: the gateway parks the call (202) instead of passing it on:
-  curl -s -X POST %[1]s/devices/1/wipe -H "Authorization: Bearer $ALICE" \
-       -H "Approval-Justification: INC-4711 laptop reported stolen" | tee /tmp/parked.json
+Wiping corporate device 1 passes (the devices policy trusts corporate devices):
+  curl -s -X POST %[1]s/devices/1/wipe -H "Authorization: Bearer $ALICE"
+
+Wiping personal device 2 is parked (202) instead of passed on:
+  curl -s -X POST %[1]s/devices/2/wipe -H "Authorization: Bearer $ALICE" \
+       -H "Approval-Justification: INC-4711 phone reported stolen" | tee /tmp/parked.json
   ID=$(sed -n 's/^{"id":"\([^"]*\)".*/\1/p' /tmp/parked.json)
 
-Bob sees what waits for him, and approves it (Alice cannot approve her own):
+Bob sees what waits for him, and approves it (Alice cannot approve her own).
+Outside business hours (08-18 UTC, Monday to Friday) Dave approves too:
   curl -s "%[1]s/.approvals/api/v1/requests?view=received" -H "Authorization: Bearer $BOB"
   curl -s -X POST %[1]s/.approvals/api/v1/requests/$ID/approve -H "Authorization: Bearer $BOB" \
        -d '{"notes": "confirmed with the owner"}'
+  curl -s -X POST %[1]s/.approvals/api/v1/requests/$ID/approve -H "Authorization: Bearer $DAVE"
 
 Alice completes it: the gateway replays the stored call to the backend, once:
   curl -si -X POST %[1]s/.approvals/api/v1/requests/$ID/complete -H "Authorization: Bearer $ALICE"
   curl -s %[1]s/.approvals/api/v1/requests/$ID -H "Authorization: Bearer $ALICE"
 
 Press Ctrl-C to stop.
-`, base, data, alice, bob, carol)
+`, base, data, exports.String())
 }

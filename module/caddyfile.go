@@ -68,6 +68,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retention <duration>
 //		audit_retention <duration>
 //		sweep_interval <duration>
+//		policy_approvers <group...>
+//		watch_policies true|false
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
@@ -154,6 +156,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return durationArg(d, &h.AuditRetention)
 		case "sweep_interval":
 			return durationArg(d, &h.SweepInterval)
+		case "policy_approvers":
+			return someArgs(d, &h.PolicyApprovers)
+		case "watch_policies":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return d.Errf("watch_policies: %q is not true or false", s)
+			}
+			h.WatchPolicies = &b
+			return nil
 		case "require_approval_notes":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -4,6 +4,7 @@
 package approvalgateway
 
 import (
+	"context"
 	"crypto"
 	"errors"
 	"fmt"
@@ -71,12 +72,18 @@ type Handler struct {
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// SweepInterval is how often the elected sweeper runs. Default 1m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+	// PolicyApprovers approve runtime policy changes, one from each group.
+	// Default: AdminGroups.
+	PolicyApprovers []string `json:"policy_approvers,omitempty"`
+	// WatchPolicies reloads the policy directory when its files change.
+	// Default true; set false to reload only with the configuration.
+	WatchPolicies *bool `json:"watch_policies,omitempty"`
 
-	svc       *approvals.Service
-	stopSweep func()
-	verifier  *identity.Verifier
-	storeKey  string
-	logger    *zap.Logger
+	svc      *approvals.Service
+	stoppers []func()
+	verifier *identity.Verifier
+	storeKey string
+	logger   *zap.Logger
 }
 
 // StoreConfig chooses the store: Embedded (the default) or Etcd.
@@ -168,7 +175,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.verifier = ver
 
-	pol, err := policy.Load(ctx, repl.ReplaceKnown(h.Policies, ""), h.Query, h.logger.Named("rego"))
+	pol, err := policy.NewReloader(ctx, repl.ReplaceKnown(h.Policies, ""), h.Query, nil, h.logger.Named("policies"))
 	if err != nil {
 		return err
 	}
@@ -177,7 +184,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.svc, err = approvals.New(approvals.Options{
-		Store: st, Identity: ver, Policy: policy.NewEngine(pol),
+		Store: st, Identity: ver, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
 		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,
@@ -189,8 +196,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.stopSweep = h.svc.StartSweeper()
-	h.logger.Info("approval gateway ready", zap.Strings("policy_files", pol.Files), zap.String("query", pol.Query))
+	h.stoppers = append(h.stoppers, h.svc.StartPolicyWatch(5*time.Second), h.svc.StartSweeper())
+	if h.WatchPolicies == nil || *h.WatchPolicies {
+		wctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := pol.Watch(wctx, 250*time.Millisecond); err != nil {
+				h.logger.Warn("watching the policy directory", zap.Error(err))
+			}
+		}()
+		h.stoppers = append(h.stoppers, func() { cancel(); <-done })
+	}
+	h.logger.Info("approval gateway ready", zap.Strings("policy_files", pol.Status().Files))
 	return nil
 }
 
@@ -210,10 +228,10 @@ func (h *Handler) Validate() error {
 // Cleanup releases the store (shared with other configurations through the
 // pool) and stops JWKS refreshes. It works after a failed Provision.
 func (h *Handler) Cleanup() error {
-	if h.stopSweep != nil {
-		h.stopSweep()
-		h.stopSweep = nil
+	for _, stop := range h.stoppers {
+		stop()
 	}
+	h.stoppers = nil
 	if h.verifier != nil {
 		h.verifier.Close()
 	}

@@ -193,7 +193,7 @@ const api = "/.approvals/api/v1/requests/"
 
 // noKeepAlive opens a connection per call: a config reload closes the idle
 // connections of the old server, which a POST must not be sent on.
-var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 10 * time.Second}, Timeout: 30 * time.Second}
 
 func TestThroughCaddy(t *testing.T) {
 	g := startGateway(t)
@@ -245,7 +245,9 @@ func TestThroughCaddy(t *testing.T) {
 
 	// Body limit from Content-Length.
 	big := strings.Repeat("x", 1<<20+1)
-	g.want(g.call("POST", "/apps", alice, big, "Approval-Justification", "x"), http.StatusRequestEntityTooLarge, "body_too_large")
+	// With Expect: 100-continue the client waits for the answer, which comes
+	// from Content-Length before any of the body is read.
+	g.want(g.call("POST", "/apps", alice, big, "Approval-Justification", "x", "Expect", "100-continue"), http.StatusRequestEntityTooLarge, "body_too_large")
 }
 
 func TestReloadKeepsPendingRequests(t *testing.T) {

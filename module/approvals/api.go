@@ -33,13 +33,19 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such page"))
 		return
 	}
+	parts := strings.Split(strings.Trim(rest, "/"), "/")
+	if len(parts) == 1 && parts[0] == "health" {
+		s.health(w, r)
+		return
+	}
 	who, err := s.authenticate(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	parts := strings.Split(strings.Trim(rest, "/"), "/")
 	switch {
+	case parts[0] == "policies":
+		s.servePolicies(w, r, who, parts)
 	case len(parts) == 1 && parts[0] == "requests":
 		if !method(w, r, http.MethodGet) {
 			return
@@ -346,6 +352,27 @@ func (s *Service) auditLog(w http.ResponseWriter, r *http.Request, who *identity
 		out["next_cursor"] = next
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// health answers load balancers and operators: 200 when the store answers
+// and the runtime policies are loaded, 503 otherwise; "degraded" when the
+// last policy reload failed (the previous policies are still in force).
+func (s *Service) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	st := s.o.Policies.Status()
+	out := map[string]any{"status": "ok", "store": "ok", "policies": st}
+	code := http.StatusOK
+	if st.Error != "" {
+		out["status"] = "degraded"
+	}
+	if !s.runtimeReady.Load() {
+		out["status"], code = "starting", http.StatusServiceUnavailable
+	}
+	if err := s.o.Store.Ping(ctx); err != nil {
+		out["status"], out["store"], code = "unavailable", "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, out)
 }
 
 // detached gives follow-up store writes a context that survives the

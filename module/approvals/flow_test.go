@@ -387,6 +387,7 @@ func TestExpiryWithoutSweeper(t *testing.T) {
 }
 
 func TestStoreDownFailsClosed(t *testing.T) {
+	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
 	h := newHarness(t, "", nil)
 	alice := h.token("alice")
 	h.etcd.Close()

@@ -95,6 +95,7 @@ type harness struct {
 	etcd    *etcdembed.Server
 	logs    *observer.ObservedLogs
 	opts    Options
+	cli     *clientv3.Client
 }
 
 // sibling is a second gateway on the same store, as when several gateways
@@ -107,6 +108,7 @@ func (h *harness) sibling(logger *zap.Logger) *Service {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	h.t.Cleanup(svc.StartPolicyWatch(5 * time.Second))
 	return svc
 }
 
@@ -154,14 +156,14 @@ func newHarnessOn(t *testing.T, cli *clientv3.Client, srv *etcdembed.Server, pol
 	if policyDir == "" {
 		policyDir = "testdata/policies"
 	}
-	pol, err := policy.Load(context.Background(), policyDir, "", nil)
+	pol, err := policy.NewReloader(context.Background(), policyDir, "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.DebugLevel)
-	h := &harness{t: t, backend: newBackend(t), clock: &clock{now: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}, etcd: srv, logs: logs}
+	h := &harness{t: t, backend: newBackend(t), clock: &clock{now: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}, etcd: srv, logs: logs, cli: cli}
 	o := Options{
-		Store: st, Identity: ver, Policy: policy.NewEngine(pol), AdminGroups: []string{"auditors"},
+		Store: st, Identity: ver, Policies: pol, AdminGroups: []string{"auditors"},
 		Clock: h.clock.Now, Logger: zap.New(core),
 	}
 	if mod != nil {
@@ -172,6 +174,7 @@ func newHarnessOn(t *testing.T, cli *clientv3.Client, srv *etcdembed.Server, pol
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.svc.StartPolicyWatch(5 * time.Second))
 	next := proxyTo(h.backend.URL)
 	h.gw = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h.svc.ServeHTTP(w, r, next); err != nil {
@@ -188,6 +191,17 @@ func (h *harness) token(sub string, groups ...string) string {
 	h.t.Helper()
 	c := jwt.MapClaims{"sub": sub, "groups": groups, "iss": "https://idp.test",
 		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(), "jti": time.Now().String()}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// tokenWith mints a token with the given claims (plus iss, exp, iat).
+func (h *harness) tokenWith(c jwt.MapClaims) string {
+	h.t.Helper()
+	c["iss"], c["exp"], c["iat"] = "https://idp.test", time.Now().Add(time.Hour).Unix(), time.Now().Unix()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 	if err != nil {
 		h.t.Fatal(err)

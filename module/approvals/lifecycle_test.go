@@ -420,6 +420,7 @@ func TestMaxPendingPerIdentity(t *testing.T) {
 }
 
 func TestStoreRestartRecovers(t *testing.T) {
+	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -62,21 +63,25 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 		return nil, err
 	}
 	cw.Header().Set(RequestIDHeader, id)
-	nerr := next(cw, s.replayRequest(r, rec, body, auth))
-
-	res := record.Result{Status: cw.status}
-	if cw.status != 0 {
-		res.Headers = cw.Header().Clone()
-		res.Headers.Del(RequestIDHeader)
-		res.Headers.Del("Set-Cookie")
-		res.Body, res.Truncated = excerpt(cw.buf.Bytes(), cw.truncated)
-	}
-	if nerr != nil {
-		res.Error = nerr.Error()
-		if cw.status == 0 && r.Context().Err() != nil {
-			// Cut while the backend had the call: it may have acted on it.
-			res.Error = record.OutcomeUnknown + " (" + nerr.Error() + ")"
+	if rec.Operation.Internal == internalPolicy {
+		next = func(w http.ResponseWriter, _ *http.Request) error {
+			res := s.applyPolicy(r.Context(), rec, body)
+			if res.Status == 0 {
+				return errors.New(res.Error)
+			}
+			for k, v := range res.Headers {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(res.Status)
+			_, err := io.WriteString(w, res.Body)
+			return err
 		}
+	}
+	nerr := next(cw, s.replayRequest(r, rec, body, auth))
+	res := cw.result(nerr)
+	if nerr != nil && cw.status == 0 && r.Context().Err() != nil {
+		// Cut while the backend had the call: it may have acted on it.
+		res.Error = record.OutcomeUnknown + " (" + nerr.Error() + ")"
 	}
 	ctx, cancel := detached(r.Context())
 	defer cancel()
@@ -173,6 +178,21 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 		c.truncated = true
 	}
 	return c.ResponseWriter.Write(b)
+}
+
+// result is what the record keeps of the answer that went through c.
+func (c *captureWriter) result(err error) record.Result {
+	res := record.Result{Status: c.status}
+	if c.status != 0 {
+		res.Headers = c.Header().Clone()
+		res.Headers.Del(RequestIDHeader)
+		res.Headers.Del("Set-Cookie")
+		res.Body, res.Truncated = excerpt(c.buf.Bytes(), c.truncated)
+	}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	return res
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

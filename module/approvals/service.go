@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/identity"
@@ -50,7 +51,12 @@ type Authenticator interface {
 type Options struct {
 	Store    *store.Store
 	Identity Authenticator
-	Policy   *policy.Engine
+	// Policies are the access policies, kept current from files and the
+	// store.
+	Policies *policy.Reloader
+	// PolicyApprovers approve runtime policy changes (one from each
+	// group). Default: AdminGroups.
+	PolicyApprovers []string
 
 	// Methods are judged; others pass untouched. Default DefaultMethods.
 	Methods []string
@@ -101,11 +107,14 @@ type Service struct {
 	api     string // Prefix + "/api/v1"
 	methods map[string]bool
 	log     *zap.Logger
+	// runtimeReady is set once the runtime policies were read from the
+	// store; until then judged calls answer 503.
+	runtimeReady atomic.Bool
 }
 
 // New checks opts, fills in defaults and returns a Service.
 func New(o Options) (*Service, error) {
-	if o.Store == nil || o.Identity == nil || o.Policy == nil {
+	if o.Store == nil || o.Identity == nil || o.Policies == nil {
 		return nil, errors.New("approvals: store, identity and policy are required")
 	}
 	if len(o.Methods) == 0 {
@@ -156,6 +165,9 @@ func New(o Options) (*Service, error) {
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = time.Minute
 	}
+	if len(o.PolicyApprovers) == 0 {
+		o.PolicyApprovers = o.AdminGroups
+	}
 	if o.ClientIP == nil {
 		o.ClientIP = remoteHost
 	}
@@ -189,6 +201,10 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 		writeError(w, err)
 		return nil
 	}
+	if !s.runtimeReady.Load() {
+		writeError(w, fail(http.StatusServiceUnavailable, CodeStoreUnavailable, "the runtime policies are not loaded yet; try again shortly"))
+		return nil
+	}
 	if r.ContentLength > s.o.MaxBody {
 		writeError(w, tooLarge(s.o.MaxBody))
 		return nil
@@ -207,7 +223,7 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 		Method: r.Method, Path: r.URL.Path, Host: r.Host, Query: r.URL.Query(),
 		Header: r.Header, Body: body, RemoteIP: s.o.ClientIP(r),
 	}, policy.Caller{Subject: who.Subject, Groups: who.Groups, Claims: who.Claims}, now)
-	d, err := s.o.Policy.Decide(r.Context(), input)
+	d, err := s.o.Policies.Engine().Decide(r.Context(), input)
 	if err != nil {
 		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
 			zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path))
@@ -221,7 +237,16 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 		r.ContentLength = int64(len(body))
 		return next(w, r)
 	case policy.RequireApproval:
-		rec, err := s.park(r, who, d, body, now)
+		if d.BreakGlass {
+			return s.breakGlass(w, r, who, d, body, now, next)
+		}
+		if d.DryRun {
+			s.dryRun(r, who, d, now)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			return next(w, r)
+		}
+		rec, err := s.park(r, who, d, body, now, "")
 		if err != nil {
 			writeError(w, err)
 			return nil
@@ -246,20 +271,29 @@ func tooLarge(max int64) *apiError {
 // JustificationHeader carries the requester's business justification.
 const JustificationHeader = "Approval-Justification"
 
-// park stores a call that needs approval.
-func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decision, body []byte, now time.Time) (*record.Record, error) {
+// justification reads and checks the Approval-Justification header.
+func (s *Service) justification(r *http.Request, d policy.Decision) (string, error) {
 	just := strings.TrimSpace(r.Header.Get(JustificationHeader))
 	if just == "" {
-		return nil, fail(http.StatusPreconditionRequired, CodeJustificationRequired,
-			"this change needs approval: resend it with an "+JustificationHeader+" header saying why").with("policy", d.Policy)
+		verb := "needs approval"
+		if d.BreakGlass {
+			verb = "is a break-glass call"
+		}
+		return "", fail(http.StatusPreconditionRequired, CodeJustificationRequired,
+			"this change "+verb+": resend it with an "+JustificationHeader+" header saying why").with("policy", d.Policy)
 	}
 	if n := len([]rune(just)); n > s.o.MaxJustification {
-		return nil, fail(http.StatusBadRequest, CodeJustificationTooLong,
+		return "", fail(http.StatusBadRequest, CodeJustificationTooLong,
 			fmt.Sprintf("the justification has %d characters; at most %d are allowed", n, s.o.MaxJustification))
 	}
+	return just, nil
+}
+
+// newRecord builds the record of a judged call that needs approval.
+func (s *Service) newRecord(r *http.Request, who *identity.Identity, d policy.Decision, just string, body []byte, now time.Time, internal string) (*record.Record, error) {
 	op := record.Operation{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
-		Headers: storableHeaders(r.Header), BodySize: len(body),
+		Headers: storableHeaders(r.Header), BodySize: len(body), Internal: internal,
 	}
 	reqs := make([]record.Requirement, len(d.Approvers))
 	for i, a := range d.Approvers {
@@ -284,12 +318,84 @@ func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decisio
 		AutoComplete:     d.Complete == "auto" || (d.Complete == "" && s.o.AutoComplete),
 		History:          []record.Event{{At: now, Actor: who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
 	}
+	return rec, nil
+}
+
+// park stores a call that needs approval. internal names a target inside
+// the gateway, or is empty for the backend.
+func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decision, body []byte, now time.Time, internal string) (*record.Record, error) {
+	just, err := s.justification(r, d)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.newRecord(r, who, d, just, body, now, internal)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.o.Store.Create(r.Context(), rec, body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity), ClientIP: s.o.ClientIP(r)}); err != nil {
 		s.log.Warn("park refused", zap.String("subject", who.Subject), zap.String("resource", d.Resource), zap.Error(err))
 		return nil, err
 	}
 	s.audit(rec, who.Subject, "parked", "", r)
 	return rec, nil
+}
+
+// dryRun records what a dry-run decision would have asked, and lets the
+// call through (the policy is being rolled out, not enforced).
+func (s *Service) dryRun(r *http.Request, who *identity.Identity, d policy.Decision, now time.Time) {
+	var groups []string
+	for _, a := range d.Approvers {
+		groups = append(groups, fmt.Sprintf("%d from %s", a.Required, a.Group))
+	}
+	notes := fmt.Sprintf("would require approval (%s): %s %s", strings.Join(groups, ", "), r.Method, r.URL.Path)
+	s.log.Info("dry run: would require approval", zap.String("policy", d.Policy), zap.String("subject", who.Subject),
+		zap.String("resource", d.Resource), zap.Strings("approvers", groups), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+	err := s.o.Store.AppendAudit(r.Context(), record.AuditEvent{At: now, Actor: who.Subject, Action: "dry_run",
+		Notes: notes, ClientIP: s.o.ClientIP(r), Policy: d.Policy, Resource: d.Resource, Requester: who.Subject})
+	if err != nil {
+		s.log.Error("recording a dry run", zap.Error(err))
+	}
+}
+
+// breakGlass lets a call through at once, recorded as a bypassed request
+// with its whole audit trail. It needs a justification, and fails closed
+// when the record cannot be written: no trail, no bypass.
+func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, who *identity.Identity, d policy.Decision, body []byte, now time.Time, next Next) error {
+	just, err := s.justification(r, d)
+	if err != nil {
+		writeError(w, err)
+		return nil
+	}
+	rec, err := s.newRecord(r, who, d, just, body, now, "")
+	if err != nil {
+		writeError(w, err)
+		return nil
+	}
+	rec.Status = record.Bypassed
+	rec.ExpiresAt = now
+	rec.History[0] = record.Event{At: now, Actor: who.Subject, Action: "bypassed", To: record.Bypassed, Notes: just}
+	if err := s.o.Store.CreateBypassed(r.Context(), rec, body, s.o.ClientIP(r)); err != nil {
+		writeError(w, err)
+		return nil
+	}
+	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", who.Subject),
+		zap.String("policy", d.Policy), zap.String("resource", d.Resource), zap.String("method", r.Method),
+		zap.String("path", r.URL.Path), zap.String("client_ip", s.o.ClientIP(r)))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
+	cw.Header().Set(RequestIDHeader, rec.ID)
+	nerr := next(cw, r)
+	res := cw.result(nerr)
+	ctx, cancel := detached(r.Context())
+	defer cancel()
+	if _, err := s.o.Store.Mutate(ctx, rec.ID, s.o.ClientIP(r), func(rec *record.Record) error {
+		rec.NoteBypassResult(res, s.o.Clock())
+		return nil
+	}); err != nil {
+		s.log.Error("recording a break-glass call's answer", zap.String("request_id", rec.ID), zap.Error(err))
+	}
+	return nerr
 }
 
 // dropHeaders are never stored with a parked call: credentials, hop-by-hop

@@ -72,6 +72,27 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	return st, err
 }
 
+// StartPolicyWatch loads the runtime policies from the store (waiting up
+// to wait for it) and keeps them current from then on. The returned
+// function stops it.
+func (s *Service) StartPolicyWatch(wait time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	lctx, lcancel := context.WithTimeout(ctx, wait)
+	if _, err := s.loadRuntime(lctx); err != nil {
+		s.log.Warn("runtime policies not loaded yet; judged calls answer 503 until they are", zap.Error(err))
+	}
+	lcancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.watchRuntime(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // StartSweeper runs Sweep every SweepInterval while this instance is the
 // elected sweeper: the gateways sharing a store campaign through an etcd
 // election, so one sweeps at a time (the mod-revision fence still guards

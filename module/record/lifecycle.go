@@ -181,6 +181,19 @@ func (r *Record) Fail(res Result, now time.Time) error {
 	return nil
 }
 
+// NoteBypassResult records the backend's answer to a break-glass call.
+// The request stays bypassed.
+func (r *Record) NoteBypassResult(res Result, now time.Time) {
+	res.CompletedAt = now
+	notes := fmt.Sprintf("backend answered %d", res.Status)
+	if res.Status == 0 {
+		notes = "no answer from the backend: " + res.Error
+	}
+	r.History = append(r.History, Event{At: now, Actor: SystemActor, Action: "passed", From: Bypassed, To: Bypassed, Notes: notes})
+	r.UpdatedAt = now
+	r.Result = &res
+}
+
 // OutcomeUnknown is the failure reason of a replay whose claim timed out.
 const OutcomeUnknown = "outcome unknown: the replay was sent but its result was never recorded"
 

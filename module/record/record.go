@@ -31,6 +31,9 @@ type Operation struct {
 	Host     string      `json:"host,omitempty"`
 	Headers  http.Header `json:"headers,omitempty"`
 	BodySize int         `json:"body_size"`
+	// Internal names a target inside the gateway ("policy": a runtime
+	// policy change) that the replay goes to instead of the backend.
+	Internal string `json:"internal,omitempty"`
 }
 
 // Approval is one approver's yes.

@@ -218,6 +218,58 @@ func (s *Store) auditOps(rec *record.Record, events []record.Event, clientIP str
 	return ops, nil
 }
 
+// Ping checks that the store answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.cli.Get(ctx, s.prefix+"health", clientv3.WithCountOnly())
+	return unavailable(err)
+}
+
+// AppendAudit adds one event to the audit log on its own (a dry run, which
+// changes no request).
+func (s *Store) AppendAudit(ctx context.Context, e record.AuditEvent) error {
+	id, err := NewID(e.At)
+	if err != nil {
+		return err
+	}
+	e.ID = id
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err = s.cli.Put(ctx, s.auditKey(id), string(b))
+	return unavailable(err)
+}
+
+// CreateBypassed stores a break-glass request, already terminal: no
+// resource claim and no pending entry, but indexed and audited like any
+// other, in one transaction.
+func (s *Store) CreateBypassed(ctx context.Context, rec *record.Record, body []byte, clientIP string) error {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ops := []clientv3.Op{
+		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
+		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
+		clientv3.OpPut(s.requesterIndex(rec.Requester.Subject)+rec.ID, ""),
+	}
+	for _, q := range rec.Approvers {
+		ops = append(ops, clientv3.OpPut(s.groupIndex(q.Group)+rec.ID, ""))
+	}
+	audit, err := s.auditOps(rec, rec.History, clientIP)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err = s.cli.Txn(ctx).Then(append(ops, audit...)...).Commit()
+	return unavailable(err)
+}
+
 // Get returns a request and its mod revision.
 func (s *Store) Get(ctx context.Context, id string) (*record.Record, int64, error) {
 	if !ValidID(id) {
