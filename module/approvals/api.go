@@ -88,7 +88,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 		o.Requester = who.Subject
 	case "received":
 		if len(who.Groups) == 0 {
-			writeJSON(w, http.StatusOK, map[string]any{"requests": []any{}})
+			writePage[*record.Record](w, "requests", nil, "", nil)
 			return
 		}
 		o.Groups = who.Groups
@@ -124,14 +124,20 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 		return
 	}
 	recs, next, err := s.o.Store.List(r.Context(), o)
+	writePage(w, "requests", recs, next, err)
+}
+
+// writePage writes one page of a list: {key: [...], "next_cursor": "..."}
+// (next_cursor absent on the last page), or err.
+func writePage[T any](w http.ResponseWriter, key string, items []T, next string, err error) {
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	out := map[string]any{"requests": recs}
-	if recs == nil {
-		out["requests"] = []any{}
+	if items == nil {
+		items = []T{}
 	}
+	out := map[string]any{key: items}
 	if next != "" {
 		out["next_cursor"] = next
 	}
@@ -340,18 +346,7 @@ func (s *Service) auditLog(w http.ResponseWriter, r *http.Request, who *identity
 		return
 	}
 	events, next, err := s.o.Store.Audit(r.Context(), o)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	out := map[string]any{"events": events}
-	if events == nil {
-		out["events"] = []any{}
-	}
-	if next != "" {
-		out["next_cursor"] = next
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(w, "events", events, next, err)
 }
 
 // health answers load balancers and operators: 200 when the store answers

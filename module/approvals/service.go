@@ -129,42 +129,24 @@ func New(o Options) (*Service, error) {
 		}
 		methods[m] = true
 	}
-	if o.MaxBody <= 0 {
-		o.MaxBody = DefaultMaxBody
-	}
+	defaultTo(&o.MaxBody, DefaultMaxBody)
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
 	if !strings.HasPrefix(o.Prefix, "/") || strings.HasSuffix(o.Prefix, "/") {
 		return nil, fmt.Errorf("api_prefix %q must start with / and not end with /", o.Prefix)
 	}
-	if o.ApprovalExpiry <= 0 {
-		o.ApprovalExpiry = DefaultExpiry
-	}
-	if o.CompletionExpiry <= 0 {
-		o.CompletionExpiry = DefaultExpiry
-	}
-	if o.MaxJustification <= 0 {
-		o.MaxJustification = DefaultMaxJustification
-	}
-	if o.ResultExcerpt <= 0 {
-		o.ResultExcerpt = DefaultExcerpt
-	}
+	defaultTo(&o.ApprovalExpiry, DefaultExpiry)
+	defaultTo(&o.CompletionExpiry, DefaultExpiry)
+	defaultTo(&o.MaxJustification, DefaultMaxJustification)
+	defaultTo(&o.ResultExcerpt, DefaultExcerpt)
 	if o.MaxPendingPerIdentity == 0 {
 		o.MaxPendingPerIdentity = DefaultMaxPending
 	}
-	if o.ClaimTimeout <= 0 {
-		o.ClaimTimeout = DefaultClaimTimeout
-	}
-	if o.Retention <= 0 {
-		o.Retention = DefaultExpiry
-	}
-	if o.AuditRetention <= 0 {
-		o.AuditRetention = DefaultAuditRetention
-	}
-	if o.SweepInterval <= 0 {
-		o.SweepInterval = time.Minute
-	}
+	defaultTo(&o.ClaimTimeout, DefaultClaimTimeout)
+	defaultTo(&o.Retention, DefaultExpiry)
+	defaultTo(&o.AuditRetention, DefaultAuditRetention)
+	defaultTo(&o.SweepInterval, time.Minute)
 	if len(o.PolicyApprovers) == 0 {
 		o.PolicyApprovers = o.AdminGroups
 	}
@@ -178,6 +160,13 @@ func New(o Options) (*Service, error) {
 		o.Logger = zap.NewNop()
 	}
 	return &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger}, nil
+}
+
+// defaultTo sets *v to def when it is not positive.
+func defaultTo[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // ServeHTTP routes a request: the approval API, a judged call, or straight
