@@ -70,6 +70,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		sweep_interval <duration>
 //		policy_approvers <group...>
 //		watch_policies true|false
+//		console {
+//			issuer <url>
+//			client_id <id>
+//			client_secret <secret>
+//			redirect_url <url>
+//			scopes <scope...>
+//			session_ttl <duration>
+//		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the directive name
@@ -156,6 +164,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return durationArg(d, &h.AuditRetention)
 		case "sweep_interval":
 			return durationArg(d, &h.SweepInterval)
+		case "console":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c := &ConsoleConfig{}
+			h.Console = c
+			return eachOption(d, d.Nesting(), nil, func(opt string) error {
+				switch opt {
+				case "issuer":
+					return oneArg(d, &c.Issuer)
+				case "client_id":
+					return oneArg(d, &c.ClientID)
+				case "client_secret":
+					return oneArg(d, &c.ClientSecret)
+				case "redirect_url":
+					return oneArg(d, &c.RedirectURL)
+				case "scopes":
+					return someArgs(d, &c.Scopes)
+				case "session_ttl":
+					return durationArg(d, &c.SessionTTL)
+				}
+				return d.Errf("unknown console option %q", opt)
+			})
 		case "policy_approvers":
 			return someArgs(d, &h.PolicyApprovers)
 		case "watch_policies":

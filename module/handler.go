@@ -75,6 +75,8 @@ type Handler struct {
 	// PolicyApprovers approve runtime policy changes, one from each group.
 	// Default: AdminGroups.
 	PolicyApprovers []string `json:"policy_approvers,omitempty"`
+	// Console turns on the web console with OpenID Connect login.
+	Console *ConsoleConfig `json:"console,omitempty"`
 	// WatchPolicies reloads the policy directory when its files change.
 	// Default true; set false to reload only with the configuration.
 	WatchPolicies *bool `json:"watch_policies,omitempty"`
@@ -122,6 +124,24 @@ type EtcdStore struct {
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// Timeout bounds each store operation. Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// ConsoleConfig sets up the web console's login: authorization code with
+// PKCE against an OpenID provider.
+type ConsoleConfig struct {
+	// Issuer of the OpenID provider. Default: the identity jwt issuer.
+	Issuer string `json:"issuer,omitempty"`
+	// ClientID and ClientSecret of the gateway at the provider; use a
+	// placeholder for the secret.
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+	// RedirectURL is where the provider sends the browser back. Default:
+	// the request's scheme and host, then {api_prefix}/callback.
+	RedirectURL string `json:"redirect_url,omitempty"`
+	// Scopes besides openid. Default: profile email groups.
+	Scopes []string `json:"scopes,omitempty"`
+	// SessionTTL bounds a console session. Default 8h.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 }
 
 // IdentityConfig chooses how callers are authenticated.
@@ -183,8 +203,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	var console *approvals.ConsoleOptions
+	if c := h.Console; c != nil {
+		issuer := repl.ReplaceKnown(c.Issuer, "")
+		if issuer == "" {
+			issuer = repl.ReplaceKnown(h.Identity.JWT.Issuer, "")
+		}
+		console = &approvals.ConsoleOptions{Issuer: issuer, ClientID: repl.ReplaceKnown(c.ClientID, ""),
+			ClientSecret: repl.ReplaceKnown(c.ClientSecret, ""), RedirectURL: repl.ReplaceKnown(c.RedirectURL, ""),
+			Scopes: c.Scopes, SessionTTL: time.Duration(c.SessionTTL), Identify: ver.Identify}
+	}
 	h.svc, err = approvals.New(approvals.Options{
-		Store: st, Identity: ver, Policies: pol, PolicyApprovers: h.PolicyApprovers,
+		Console: console,
+		Store:   st, Identity: ver, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
 		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,

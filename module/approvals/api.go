@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -81,25 +82,37 @@ func method(w http.ResponseWriter, r *http.Request, want string) bool {
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
-	q := r.URL.Query()
+	o, err := s.listOptions(r.URL.Query(), who)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if o == nil {
+		writePage[*record.Record](w, "requests", nil, "", nil)
+		return
+	}
+	recs, next, err := s.o.Store.List(r.Context(), *o)
+	writePage(w, "requests", recs, next, err)
+}
+
+// listOptions reads a list query (the API's and the console's) under the
+// view rules; nil options mean the view is empty.
+func (s *Service) listOptions(q url.Values, who *identity.Identity) (*store.ListOptions, error) {
 	var o store.ListOptions
 	switch view := q.Get("view"); view {
 	case "", "mine":
 		o.Requester = who.Subject
 	case "received":
 		if len(who.Groups) == 0 {
-			writePage[*record.Record](w, "requests", nil, "", nil)
-			return
+			return nil, nil
 		}
 		o.Groups = who.Groups
 	case "all":
 		if !s.isAdmin(who) {
-			writeError(w, fail(http.StatusForbidden, CodeForbidden, "view=all is for members of the admin groups"))
-			return
+			return nil, fail(http.StatusForbidden, CodeForbidden, "view=all is for members of the admin groups")
 		}
 	default:
-		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "view must be mine, received or all"))
-		return
+		return nil, fail(http.StatusBadRequest, CodeBadRequest, "view must be mine, received or all")
 	}
 	for _, v := range q["status"] {
 		for _, st := range strings.Split(v, ",") {
@@ -107,8 +120,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 				continue
 			}
 			if !record.Status(st).Valid() {
-				writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "unknown status "+strconv.Quote(st)))
-				return
+				return nil, fail(http.StatusBadRequest, CodeBadRequest, "unknown status "+strconv.Quote(st))
 			}
 			o.Statuses = append(o.Statuses, record.Status(st))
 		}
@@ -116,15 +128,12 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 	o.Policy, o.RequestedBy, o.Resource, o.Cursor = q.Get("policy"), q.Get("requester"), q.Get("resource"), q.Get("cursor")
 	var err error
 	if o.Limit, err = limitParam(q.Get("limit")); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	if o.CreatedAfter, o.CreatedBefore, err = timeRange(q.Get("created_after"), q.Get("created_before")); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
-	recs, next, err := s.o.Store.List(r.Context(), o)
-	writePage(w, "requests", recs, next, err)
+	return &o, nil
 }
 
 // writePage writes one page of a list: {key: [...], "next_cursor": "..."}
@@ -152,24 +161,7 @@ type requestView struct {
 }
 
 func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string) {
-	rec, _, err := s.o.Store.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if !rec.IsParty(record.Principal{Subject: who.Subject, Groups: who.Groups}, s.isAdmin(who)) {
-		writeError(w, errNotParty)
-		return
-	}
-	if rec.Due(s.o.Clock(), s.o.ClaimTimeout) != "" {
-		// Expiry and claim timeouts hold even when nothing sweeps: record
-		// them now.
-		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isOverdue(err) {
-			writeError(w, err)
-			return
-		}
-	}
-	body, err := s.o.Store.Payload(r.Context(), id)
+	rec, body, err := s.load(r, who, id)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -183,6 +175,31 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Iden
 	}
 	w.Header().Set("ETag", `"`+rec.PayloadSHA256+`"`)
 	writeJSON(w, http.StatusOK, v)
+}
+
+// load reads a request and its body for who, under the rules of every read:
+// 404 for a caller who is no party, and overdue requests recorded as
+// expired or failed first.
+func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*record.Record, []byte, error) {
+	rec, _, err := s.o.Store.Get(r.Context(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !rec.IsParty(record.Principal{Subject: who.Subject, Groups: who.Groups}, s.isAdmin(who)) {
+		return nil, nil, errNotParty
+	}
+	if rec.Due(s.o.Clock(), s.o.ClaimTimeout) != "" {
+		// Expiry and claim timeouts hold even when nothing sweeps: record
+		// them now.
+		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isOverdue(err) {
+			return nil, nil, err
+		}
+	}
+	body, err := s.o.Store.Payload(r.Context(), id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, body, nil
 }
 
 // actionInput is the JSON body of approve, reject, cancel and complete.
@@ -214,6 +231,22 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 	if m := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`); m != "" && in.PayloadSHA256 == "" {
 		in.PayloadSHA256 = m
 	}
+	if action == "complete" {
+		s.complete(w, r, who, id, next)
+		return
+	}
+	rec, err := s.perform(r, who, id, action, in, next)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// perform approves, rejects or cancels request id as who: the one code path
+// of the API and the console. An approval that meets the quorum of an
+// auto-complete request also replays it.
+func (s *Service) perform(r *http.Request, who *identity.Identity, id, action string, in actionInput, next Next) (*record.Record, error) {
 	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
 	now := s.o.Clock()
 	var fn func(*record.Record) error
@@ -226,19 +259,14 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 		fn = func(rec *record.Record) error { return rec.Reject(p, in.Notes, now) }
 	case "cancel":
 		fn = func(rec *record.Record) error { return rec.Cancel(p, in.Notes, now) }
-	case "complete":
-		s.complete(w, r, who, id, next)
-		return
 	default:
-		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such action "+strconv.Quote(action)))
-		return
+		return nil, fail(http.StatusNotFound, CodeNotFound, "no such action "+strconv.Quote(action))
 	}
 	rec, err := s.mutate(r, who, id, fn)
 	if err != nil {
 		s.log.Info("action refused", zap.String("action", action), zap.String("request_id", id),
 			zap.String("actor", who.Subject), zap.String("reason", asAPIError(err).code))
-		writeError(w, err)
-		return
+		return rec, err
 	}
 	s.audit(rec, who.Subject, action, in.Notes, r)
 	if action == "approve" && rec.Status == record.Completing {
@@ -246,14 +274,9 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 		// replay. No caller's token goes to the backend: the credential
 		// comes from the proxy's configuration.
 		s.audit(rec, record.SystemActor, "completing", "", r)
-		final, err := s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.o.ResultExcerpt}, r, rec, "", next)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		rec = final
+		return s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.o.ResultExcerpt}, r, rec, "", next)
 	}
-	writeJSON(w, http.StatusOK, rec)
+	return rec, nil
 }
 
 // errOverdue marks an action refused because the request had just run out

@@ -92,6 +92,9 @@ type Options struct {
 	// SweepInterval is how often the elected sweeper runs. Default 1m.
 	SweepInterval time.Duration
 
+	// Console, when set, serves the web console under Prefix.
+	Console *ConsoleOptions
+
 	// ClientIP returns the client address of a request. Default: the host
 	// of RemoteAddr.
 	ClientIP func(*http.Request) string
@@ -107,6 +110,7 @@ type Service struct {
 	api     string // Prefix + "/api/v1"
 	methods map[string]bool
 	log     *zap.Logger
+	console *console
 	// runtimeReady is set once the runtime policies were read from the
 	// store; until then judged calls answer 503.
 	runtimeReady atomic.Bool
@@ -159,7 +163,15 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	return &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger}, nil
+	s := &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger}
+	if o.Console != nil {
+		c, err := newConsole(s, *o.Console)
+		if err != nil {
+			return nil, err
+		}
+		s.console = c
+	}
+	return s, nil
 }
 
 // defaultTo sets *v to def when it is not positive.
@@ -173,6 +185,10 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 // to next.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	if p := r.URL.Path; p == s.o.Prefix || strings.HasPrefix(p, s.o.Prefix+"/") {
+		if s.console != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {
+			s.console.serve(w, r, next)
+			return nil
+		}
 		s.serveAPI(w, r, next)
 		return nil
 	}

@@ -234,6 +234,12 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
 		return nil, fmt.Errorf("invalid token: %w", err)
 	}
+	return v.Identify(claims)
+}
+
+// Identify reads the subject and groups from verified claims, with the
+// configured claim paths (the console uses it for OpenID Connect ID tokens).
+func (v *Verifier) Identify(claims map[string]any) (*Identity, error) {
 	sub, ok := lookup(claims, v.subjectClaim)
 	if !ok {
 		return nil, fmt.Errorf("invalid token: no %s claim", strings.Join(v.subjectClaim, "."))
@@ -252,7 +258,7 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 // groupsOf reads the groups claim: absent means no groups; a list of
 // strings or one space-separated string are accepted; anything else is an
 // error.
-func groupsOf(claims jwt.MapClaims, path []string) ([]string, error) {
+func groupsOf(claims map[string]any, path []string) ([]string, error) {
 	raw, ok := lookup(claims, path)
 	if !ok || raw == nil {
 		return []string{}, nil

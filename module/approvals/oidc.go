@@ -1,0 +1,158 @@
+package approvals
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// oidcClient is the console's OpenID Connect relying party, discovered
+// from the issuer on first use.
+type oidcClient struct {
+	provider *oidc.Provider
+	verifier *oidc.IDTokenVerifier
+}
+
+func (c *console) provider(ctx context.Context) (*oidcClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.oidc != nil {
+		return c.oidc, nil
+	}
+	ctx = oidc.ClientContext(ctx, c.o.HTTPClient)
+	p, err := oidc.NewProvider(ctx, c.o.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	c.oidc = &oidcClient{provider: p, verifier: p.Verifier(&oidc.Config{ClientID: c.o.ClientID})}
+	return c.oidc, nil
+}
+
+func (c *console) oauth(r *http.Request, p *oidcClient) *oauth2.Config {
+	redirect := c.o.RedirectURL
+	if redirect == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		redirect = scheme + "://" + r.Host + c.s.o.Prefix + "/callback"
+	}
+	return &oauth2.Config{ClientID: c.o.ClientID, ClientSecret: c.o.ClientSecret, Endpoint: p.provider.Endpoint(),
+		RedirectURL: redirect, Scopes: append([]string{oidc.ScopeOpenID}, c.o.Scopes...)}
+}
+
+// loginState is what the sealed login cookie carries across the
+// provider's round trip.
+type loginState struct {
+	State    string `json:"s"`
+	Verifier string `json:"v"`
+	Nonce    string `json:"n"`
+	Next     string `json:"x"`
+	Expires  int64  `json:"e"`
+}
+
+func randomString() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// login sends the browser to the provider (authorization code with PKCE).
+func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	p, err := c.provider(r.Context())
+	if err != nil {
+		c.s.log.Error("OpenID provider discovery", zap.String("issuer", c.o.Issuer), zap.Error(err))
+		c.render(w, r, http.StatusBadGateway, "login", &page{Title: "Sign in", Message: "The sign-in service can't be reached right now. Try again in a moment."})
+		return
+	}
+	next := r.URL.Query().Get("next")
+	if !strings.HasPrefix(next, c.s.o.Prefix+"/") || strings.HasPrefix(next, "//") {
+		next = c.s.o.Prefix + "/requests?view=received"
+	}
+	st := loginState{State: randomString(), Verifier: oauth2.GenerateVerifier(), Nonce: randomString(), Next: next,
+		Expires: time.Now().Add(10 * time.Minute).Unix()}
+	sealed, err := c.seal(r.Context(), "login", st)
+	if err != nil {
+		c.fail(w, r, &page{}, http.StatusServiceUnavailable, CodeStoreUnavailable)
+		return
+	}
+	c.setCookie(w, r, loginCookie, sealed, 600)
+	http.Redirect(w, r, c.oauth(r, p).AuthCodeURL(st.State, oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce)), http.StatusFound)
+}
+
+// callback finishes the login: exchanges the code with the PKCE verifier,
+// verifies the ID token (issuer, audience, expiry, nonce) and opens a
+// session.
+func (c *console) callback(w http.ResponseWriter, r *http.Request) {
+	refuse := func(why string, err error) {
+		c.s.log.Info("console login refused", zap.String("reason", why), zap.Error(err))
+		c.setCookie(w, r, loginCookie, "", -1)
+		c.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: "Sign-in did not complete (" + why + "). Please try again."})
+	}
+	ck, err := r.Cookie(loginCookie)
+	var st loginState
+	if err != nil || c.open(r.Context(), "login", ck.Value, &st) != nil || time.Now().Unix() > st.Expires {
+		refuse("the sign-in took too long or was started elsewhere", err)
+		return
+	}
+	if q := r.URL.Query(); q.Get("state") != st.State {
+		refuse("state mismatch", nil)
+		return
+	} else if e := q.Get("error"); e != "" {
+		refuse("the provider said "+e, nil)
+		return
+	}
+	p, err := c.provider(r.Context())
+	if err != nil {
+		refuse("the provider can't be reached", err)
+		return
+	}
+	ctx := oidc.ClientContext(r.Context(), c.o.HTTPClient)
+	tok, err := c.oauth(r, p).Exchange(ctx, r.URL.Query().Get("code"), oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		refuse("the code exchange failed", err)
+		return
+	}
+	raw, ok := tok.Extra("id_token").(string)
+	if !ok {
+		refuse("no ID token", nil)
+		return
+	}
+	idt, err := p.verifier.Verify(ctx, raw)
+	if err != nil {
+		refuse("the ID token is invalid", err)
+		return
+	}
+	if idt.Nonce != st.Nonce {
+		refuse("nonce mismatch", nil)
+		return
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		refuse("unreadable claims", err)
+		return
+	}
+	who, err := c.o.Identify(claims)
+	if err != nil {
+		refuse("the ID token's claims are malformed", err)
+		return
+	}
+	expires := time.Now().Add(c.o.SessionTTL)
+	sess := session{Subject: who.Subject, Groups: who.Groups, Expires: expires.Unix(), ID: randomString(), Token: tok.AccessToken}
+	sealed, err := c.seal(r.Context(), "session", sess)
+	if err != nil {
+		refuse("the session could not be sealed", err)
+		return
+	}
+	c.setCookie(w, r, loginCookie, "", -1)
+	c.setCookie(w, r, sessionCookie, sealed, int(c.o.SessionTTL/time.Second))
+	c.s.log.Info("console login", zap.String("subject", who.Subject))
+	http.Redirect(w, r, st.Next, http.StatusSeeOther)
+}
