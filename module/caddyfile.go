@@ -41,6 +41,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			dial_timeout <duration>
 //			timeout <duration>
 //		}
+//		identity placeholder <subject placeholder> {
+//			groups_placeholder <placeholder>
+//			groups_header <header>
+//		}
 //		identity jwt {
 //			secret <hmac secret>
 //			key_file <pem file>          # repeatable
@@ -92,15 +96,31 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			if d.Val() != "jwt" {
-				return d.Errf("unknown identity source %q (want jwt)", d.Val())
+			switch d.Val() {
+			case "jwt":
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				j := &JWTConfig{}
+				h.Identity = &IdentityConfig{JWT: j}
+				return j.unmarshal(d)
+			case "placeholder":
+				p := &PlaceholderConfig{}
+				if err := oneArg(d, &p.Subject); err != nil {
+					return err
+				}
+				h.Identity = &IdentityConfig{Placeholder: p}
+				return eachOption(d, d.Nesting(), nil, func(opt string) error {
+					switch opt {
+					case "groups_placeholder":
+						return oneArg(d, &p.GroupsPlaceholder)
+					case "groups_header":
+						return oneArg(d, &p.GroupsHeader)
+					}
+					return d.Errf("unknown identity placeholder option %q", opt)
+				})
 			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			j := &JWTConfig{}
-			h.Identity = &IdentityConfig{JWT: j}
-			return j.unmarshal(d)
+			return d.Errf("unknown identity source %q (want jwt or placeholder)", d.Val())
 		case "policies":
 			return oneArg(d, &h.Policies)
 		case "query":

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/approvals"
@@ -144,9 +145,42 @@ type ConsoleConfig struct {
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 }
 
-// IdentityConfig chooses how callers are authenticated.
+// IdentityConfig chooses how callers are authenticated: a bearer JWT, or
+// an identity another Caddy module already established.
 type IdentityConfig struct {
-	JWT *JWTConfig `json:"jwt,omitempty"`
+	JWT         *JWTConfig         `json:"jwt,omitempty"`
+	Placeholder *PlaceholderConfig `json:"placeholder,omitempty"`
+}
+
+// PlaceholderConfig takes the identity from an upstream auth layer: the
+// subject from a placeholder (such as {http.auth.user.id}), the groups from
+// a placeholder or a request header (comma- or space-separated). Only use a
+// header that the layer in front sets and strips from clients.
+type PlaceholderConfig struct {
+	Subject           string `json:"subject,omitempty"`
+	GroupsPlaceholder string `json:"groups_placeholder,omitempty"`
+	GroupsHeader      string `json:"groups_header,omitempty"`
+}
+
+// Authenticate reads the identity the upstream layer set; an empty subject
+// is unauthenticated.
+func (p *PlaceholderConfig) Authenticate(r *http.Request) (*identity.Identity, error) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return nil, identity.ErrNoToken
+	}
+	sub := strings.TrimSpace(repl.ReplaceAll(p.Subject, ""))
+	if sub == "" {
+		return nil, identity.ErrNoToken
+	}
+	raw := ""
+	if p.GroupsPlaceholder != "" {
+		raw = repl.ReplaceAll(p.GroupsPlaceholder, "")
+	} else if p.GroupsHeader != "" {
+		raw = strings.Join(r.Header.Values(p.GroupsHeader), ",")
+	}
+	groups := strings.FieldsFunc(raw, func(c rune) bool { return c == ',' || c == ' ' })
+	return &identity.Identity{Subject: sub, Groups: groups, Claims: map[string]any{"sub": sub, "groups": groups}}, nil
 }
 
 // JWTConfig verifies bearer JWTs. Exactly one of Secret, KeyFiles and
@@ -183,17 +217,23 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	if h.Identity == nil || h.Identity.JWT == nil {
-		return errors.New("identity: an identity jwt block is required")
+	if h.Identity == nil || (h.Identity.JWT == nil) == (h.Identity.Placeholder == nil) {
+		return errors.New("identity: exactly one of identity jwt or identity placeholder is required")
 	}
 	if h.Policies == "" {
 		return errors.New("policies: a policy directory is required")
 	}
-	ver, err := newVerifier(h.Identity.JWT, repl, h.logger)
-	if err != nil {
-		return fmt.Errorf("identity jwt: %w", err)
+	var auth approvals.Authenticator = h.Identity.Placeholder
+	identify := func(map[string]any) (*identity.Identity, error) { return nil, errors.New("no claim reader") }
+	if h.Identity.JWT != nil {
+		ver, err := newVerifier(h.Identity.JWT, repl, h.logger)
+		if err != nil {
+			return fmt.Errorf("identity jwt: %w", err)
+		}
+		h.verifier, auth, identify = ver, ver, ver.Identify
+	} else if h.Identity.Placeholder.Subject == "" {
+		return errors.New("identity placeholder: a subject placeholder is required")
 	}
-	h.verifier = ver
 
 	pol, err := policy.NewReloader(ctx, repl.ReplaceKnown(h.Policies, ""), h.Query, nil, h.logger.Named("policies"))
 	if err != nil {
@@ -206,16 +246,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var console *approvals.ConsoleOptions
 	if c := h.Console; c != nil {
 		issuer := repl.ReplaceKnown(c.Issuer, "")
-		if issuer == "" {
+		if issuer == "" && h.Identity.JWT != nil {
 			issuer = repl.ReplaceKnown(h.Identity.JWT.Issuer, "")
 		}
 		console = &approvals.ConsoleOptions{Issuer: issuer, ClientID: repl.ReplaceKnown(c.ClientID, ""),
 			ClientSecret: repl.ReplaceKnown(c.ClientSecret, ""), RedirectURL: repl.ReplaceKnown(c.RedirectURL, ""),
-			Scopes: c.Scopes, SessionTTL: time.Duration(c.SessionTTL), Identify: ver.Identify}
+			Scopes: c.Scopes, SessionTTL: time.Duration(c.SessionTTL), Identify: identify,
+			// Behind an upstream auth layer the console takes the identity
+			// from each request, unless an OpenID client is configured.
+			RequestIdentity: h.Identity.Placeholder != nil && c.ClientID == ""}
 	}
 	h.svc, err = approvals.New(approvals.Options{
 		Console: console,
-		Store:   st, Identity: ver, Policies: pol, PolicyApprovers: h.PolicyApprovers,
+		Store:   st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
 		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
@@ -328,4 +329,79 @@ func TestProvisionErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPlaceholderIdentity puts the gateway behind Caddy's basic_auth: the
+// identity comes from {http.auth.user.id} and a groups header, for the API
+// and for the console (no login of its own).
+func TestPlaceholderIdentity(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t)}
+	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+}
+
+http://127.0.0.1:%d {
+	basic_auth {
+		alice %s
+		bob %s
+	}
+	approval_gateway {
+		store embedded %s
+		identity placeholder {http.auth.user.id} {
+			groups_header X-Test-Groups
+		}
+		policies approvals/testdata/policies
+		console
+	}
+	reverse_proxy %s
+}
+`, g.port, hash, hash, g.dir, strings.TrimPrefix(g.backend.URL, "http://"))
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(adapted, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	call := func(user, method, path string, headers ...string) answer {
+		req, _ := http.NewRequest(method, g.base+path, nil)
+		if user != "" {
+			req.SetBasicAuth(user, "pw")
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := noKeepAlive.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+		_ = json.Unmarshal(raw, &a.body)
+		return a
+	}
+	if a := call("", "DELETE", "/apps/1"); a.status != http.StatusUnauthorized {
+		t.Fatalf("without basic auth: %d", a.status)
+	}
+	a := g.want(call("alice", "DELETE", "/apps/1", "Approval-Justification", "cleanup"), http.StatusAccepted, "")
+	id := a.body["id"].(string)
+	if a.body["requester"].(map[string]any)["subject"] != "alice" {
+		t.Fatalf("requester from the placeholder: %s", a.raw)
+	}
+	// The console knows bob from the request: no login page.
+	page := call("bob", "GET", "/.approvals/requests?view=received", "X-Test-Groups", "approvers")
+	if page.status != http.StatusOK || !strings.Contains(page.raw, `/.approvals/requests/`+id) || !strings.Contains(page.raw, "bob") {
+		t.Fatalf("console for an upstream identity: %d %s", page.status, page.raw)
+	}
+	g.want(call("bob", "POST", api+id+"/approve", "X-Test-Groups", "approvers"), http.StatusOK, "")
 }

@@ -49,6 +49,10 @@ type ConsoleOptions struct {
 	// Identify reads subject and groups from the ID token's claims (the
 	// same claim paths as the API's tokens).
 	Identify func(map[string]any) (*identity.Identity, error)
+	// RequestIdentity takes the identity from each request, as the API
+	// does, instead of a login: for gateways behind an upstream auth layer
+	// (the identity placeholder option). The OpenID fields are then unused.
+	RequestIdentity bool
 	// HTTPClient talks to the provider. Default: 10s timeout.
 	HTTPClient *http.Client
 }
@@ -76,7 +80,7 @@ const (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 func newConsole(s *Service, o ConsoleOptions) (*console, error) {
-	if o.Issuer == "" || o.ClientID == "" || o.Identify == nil {
+	if !o.RequestIdentity && (o.Issuer == "" || o.ClientID == "" || o.Identify == nil) {
 		return nil, errors.New("console: issuer, client id and an identity reader are required")
 	}
 	if o.SessionTTL <= 0 {
@@ -204,6 +208,14 @@ func isLoopback(host string) bool {
 
 // user returns the session of the request, if any and valid.
 func (c *console) user(r *http.Request) (*session, *identity.Identity) {
+	if c.o.RequestIdentity {
+		who, err := c.s.o.Identity.Authenticate(r)
+		if err != nil {
+			return nil, nil
+		}
+		// No login and no cookie: the CSRF token is bound to the subject.
+		return &session{Subject: who.Subject, Groups: who.Groups, ID: "request:" + who.Subject}, who
+	}
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil {
 		return nil, nil
@@ -273,15 +285,19 @@ func (c *console) serve(w http.ResponseWriter, r *http.Request, next Next) {
 	case strings.HasPrefix(rest, "/assets/"):
 		c.asset(w, r, strings.TrimPrefix(rest, "/assets/"))
 		return
-	case rest == "/login":
+	case rest == "/login" && !c.o.RequestIdentity:
 		c.login(w, r)
 		return
-	case rest == "/callback":
+	case rest == "/callback" && !c.o.RequestIdentity:
 		c.callback(w, r)
 		return
 	}
 	h.Set("Cache-Control", "no-store")
 	sess, who := c.user(r)
+	if who == nil && c.o.RequestIdentity {
+		c.fail(w, r, &page{}, http.StatusUnauthorized, CodeUnauthenticated)
+		return
+	}
 	if who == nil {
 		if r.Method != http.MethodGet {
 			c.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: "Your session has ended: sign in again.", Next: c.s.o.Prefix + "/requests"})
@@ -473,7 +489,7 @@ func (c *console) complete(r *http.Request, who *identity.Identity, sess *sessio
 		return err
 	}
 	c.s.audit(rec, who.Subject, "completing", "", r)
-	auth := ""
+	auth := r.Header.Get("Authorization") // an upstream layer's own
 	if sess.Token != "" {
 		auth = "Bearer " + sess.Token
 	}
@@ -528,6 +544,8 @@ func (c *console) explainCode(code string, st record.Status) string {
 		return "There is no such request, or you can't see it."
 	case CodeForbidden:
 		return "You aren't allowed to see this."
+	case CodeUnauthenticated:
+		return "Your identity did not come with the request: sign in through your organisation's portal first."
 	case CodeReplayFailed:
 		return "The backend could not be reached; the request is failed and will not be sent again."
 	}
