@@ -48,9 +48,11 @@ func newConsoleHarness(t *testing.T) *consoleHarness {
 	idp.start(t, map[string][]string{"alice": {"it-ops", "approvers"}, "bob": {"approvers"}},
 		h.gw.URL+"/.approvals/callback")
 
+	// Screenshots go to the test's output directory (go test -artifacts
+	// -outputdir DIR), or to SCREENSHOT_DIR.
 	shots := os.Getenv("SCREENSHOT_DIR")
 	if shots == "" {
-		shots = t.TempDir()
+		shots = t.ArtifactDir()
 	}
 	return &consoleHarness{harness: h, idp: idp, chromium: chromium, shots: shots}
 }
