@@ -57,6 +57,10 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 			return
 		}
 		s.get(w, r, who, parts[1])
+	case len(parts) == 1 && parts[0] == "events":
+		if method(w, r, http.MethodGet) {
+			s.events(w, r, who)
+		}
 	case len(parts) == 1 && parts[0] == "audit":
 		if !method(w, r, http.MethodGet) {
 			return

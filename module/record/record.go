@@ -117,6 +117,8 @@ type AuditEvent struct {
 	Policy    string    `json:"policy,omitempty"`
 	Resource  string    `json:"resource,omitempty"`
 	Requester string    `json:"requester,omitempty"`
+	// Groups are the request's approver groups: who may see the event.
+	Groups []string `json:"approver_groups,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as a string ("72h").

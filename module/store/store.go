@@ -197,6 +197,14 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	return unavailable(errors.New("too much contention creating a request"))
 }
 
+func approverGroups(rec *record.Record) []string {
+	out := make([]string, 0, len(rec.Approvers))
+	for _, q := range rec.Approvers {
+		out = append(out, q.Group)
+	}
+	return out
+}
+
 // auditOps returns the puts of the audit events for history events.
 func (s *Store) auditOps(rec *record.Record, events []record.Event, clientIP string) ([]clientv3.Op, error) {
 	ops := make([]clientv3.Op, 0, len(events))
@@ -208,7 +216,7 @@ func (s *Store) auditOps(rec *record.Record, events []record.Event, clientIP str
 		b, err := json.Marshal(record.AuditEvent{
 			ID: id, At: e.At, Actor: e.Actor, Action: e.Action, RequestID: rec.ID,
 			From: e.From, To: e.To, Notes: e.Notes, ClientIP: clientIP,
-			Policy: rec.Policy, Resource: rec.Resource, Requester: rec.Requester.Subject,
+			Policy: rec.Policy, Resource: rec.Resource, Requester: rec.Requester.Subject, Groups: approverGroups(rec),
 		})
 		if err != nil {
 			return nil, err

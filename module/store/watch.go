@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
@@ -73,6 +76,87 @@ func (s *Store) WatchRequests(ctx context.Context, fn func(*record.Record)) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// ErrCompacted says a watch asked for history that etcd no longer keeps:
+// the caller must re-list.
+var ErrCompacted = errors.New("the requested events were compacted away: re-list")
+
+// AuditCursor positions a reader of the audit log: the etcd revision of an
+// event's transaction and its index within it. It is an event's stable id.
+type AuditCursor struct {
+	Rev   int64
+	Index int
+}
+
+// String formats the cursor as "<rev>-<index>".
+func (c AuditCursor) String() string { return fmt.Sprintf("%d-%d", c.Rev, c.Index) }
+
+// ParseAuditCursor reads "<rev>-<index>".
+func ParseAuditCursor(s string) (AuditCursor, error) {
+	var c AuditCursor
+	if _, err := fmt.Sscanf(s, "%d-%d", &c.Rev, &c.Index); err != nil || c.Rev <= 0 || c.Index < 0 {
+		return AuditCursor{}, fmt.Errorf("%q is not an event id", s)
+	}
+	return c, nil
+}
+
+// Revision returns the store's current revision.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+"audit/", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// WatchAudit calls fn with every audit event after the cursor, in order,
+// until ctx ends (nil), fn fails (its error), the store is unreachable, or
+// the history was compacted (ErrCompacted).
+func (s *Store) WatchAudit(ctx context.Context, after AuditCursor, fn func(AuditCursor, record.AuditEvent) error) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wc := s.cli.Watch(wctx, s.prefix+"audit/", clientv3.WithPrefix(), clientv3.WithRev(after.Rev))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case resp, ok := <-wc:
+			if !ok {
+				return unavailable(errors.New("audit watch closed"))
+			}
+			if resp.CompactRevision > 0 {
+				return ErrCompacted
+			}
+			if err := resp.Err(); err != nil {
+				return unavailable(err)
+			}
+			idx, rev := 0, int64(0)
+			for _, ev := range resp.Events {
+				if ev.Type != clientv3.EventTypePut || ev.Kv.CreateRevision != ev.Kv.ModRevision {
+					continue // audit events are only ever created
+				}
+				if ev.Kv.ModRevision != rev {
+					rev, idx = ev.Kv.ModRevision, 0
+				} else {
+					idx++
+				}
+				cur := AuditCursor{Rev: rev, Index: idx}
+				if cur.Rev < after.Rev || (cur.Rev == after.Rev && cur.Index <= after.Index) {
+					continue
+				}
+				var e record.AuditEvent
+				if err := json.Unmarshal(ev.Kv.Value, &e); err != nil {
+					continue
+				}
+				if err := fn(cur, e); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
