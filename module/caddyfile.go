@@ -74,6 +74,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		sweep_interval <duration>
 //		policy_approvers <group...>
 //		watch_policies true|false
+//		notify webhook|slack <url> {    # repeatable
+//			secret <secret>
+//			events <type...>
+//		}
+//		public_url <url>
 //		console {
 //			issuer <url>
 //			client_id <id>
@@ -207,6 +212,31 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				return d.Errf("unknown console option %q", opt)
 			})
+		case "public_url":
+			return oneArg(d, &h.PublicURL)
+		case "notify":
+			n := NotifyConfig{}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n.Format = d.Val()
+			if n.Format != "webhook" && n.Format != "slack" {
+				return d.Errf("unknown notify target %q (want webhook or slack)", n.Format)
+			}
+			if err := oneArg(d, &n.URL); err != nil {
+				return err
+			}
+			err := eachOption(d, d.Nesting(), nil, func(opt string) error {
+				switch opt {
+				case "secret":
+					return oneArg(d, &n.Secret)
+				case "events":
+					return someArgs(d, &n.Events)
+				}
+				return d.Errf("unknown notify option %q", opt)
+			})
+			h.Notify = append(h.Notify, n)
+			return err
 		case "policy_approvers":
 			return someArgs(d, &h.PolicyApprovers)
 		case "watch_policies":
@@ -341,7 +371,7 @@ func eachOption(d *caddyfile.Dispenser, nesting int, repeatable []string, fn fun
 	seen := map[string]bool{}
 	for d.NextBlock(nesting) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains(repeatable, opt) {
+		if seen[opt] && !slices.Contains(repeatable, opt) && opt != "notify" {
 			return d.Errf("duplicate option %q", opt)
 		}
 		seen[opt] = true

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,6 +77,11 @@ type Handler struct {
 	// PolicyApprovers approve runtime policy changes, one from each group.
 	// Default: AdminGroups.
 	PolicyApprovers []string `json:"policy_approvers,omitempty"`
+	// Notify lists the webhook targets of the events.
+	Notify []NotifyConfig `json:"notify,omitempty"`
+	// PublicURL is the gateway's base URL in notification links, such as
+	// https://admin.example.com.
+	PublicURL string `json:"public_url,omitempty"`
 	// Console turns on the web console with OpenID Connect login.
 	Console *ConsoleConfig `json:"console,omitempty"`
 	// WatchPolicies reloads the policy directory when its files change.
@@ -125,6 +131,18 @@ type EtcdStore struct {
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// Timeout bounds each store operation. Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// NotifyConfig is one webhook target. Targets come only from the
+// configuration, and redirects are not followed.
+type NotifyConfig struct {
+	// Format is "webhook" (CloudEvents 1.0, structured) or "slack".
+	Format string `json:"format,omitempty"`
+	URL    string `json:"url,omitempty"`
+	// Secret signs deliveries (Approval-Signature); use a placeholder.
+	Secret string `json:"secret,omitempty"`
+	// Events are the event types sent; all when empty.
+	Events []string `json:"events,omitempty"`
 }
 
 // ConsoleConfig sets up the web console's login: authorization code with
@@ -256,9 +274,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			// from each request, unless an OpenID client is configured.
 			RequestIdentity: h.Identity.Placeholder != nil && c.ClientID == ""}
 	}
+	var hooks []approvals.Webhook
+	for _, n := range h.Notify {
+		format := "cloudevents"
+		if n.Format == "slack" {
+			format = "slack"
+		}
+		hooks = append(hooks, approvals.Webhook{URL: repl.ReplaceKnown(n.URL, ""), Secret: repl.ReplaceKnown(n.Secret, ""),
+			Events: n.Events, Format: format})
+	}
 	h.svc, err = approvals.New(approvals.Options{
-		Console: console,
-		Store:   st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
+		Console: console, Webhooks: hooks, PublicURL: repl.ReplaceKnown(h.PublicURL, ""),
+		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
 		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,
@@ -270,7 +297,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.stoppers = append(h.stoppers, h.svc.StartPolicyWatch(5*time.Second), h.svc.StartSweeper())
+	h.stoppers = append(h.stoppers, h.svc.StartPolicyWatch(5*time.Second), h.svc.StartSweeper(), h.svc.StartNotifier())
 	if h.WatchPolicies == nil || *h.WatchPolicies {
 		wctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -295,6 +322,13 @@ func (h *Handler) Validate() error {
 	case "", "manual", "auto":
 	default:
 		return fmt.Errorf("complete: %q is not auto or manual", h.Complete)
+	}
+	for _, n := range h.Notify {
+		for _, e := range n.Events {
+			if !slices.Contains(approvals.EventTypes, e) {
+				return fmt.Errorf("notify %s: unknown event type %q (known: %s)", n.URL, e, strings.Join(approvals.EventTypes, ", "))
+			}
+		}
 	}
 	return nil
 }

@@ -61,6 +61,21 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 		if method(w, r, http.MethodGet) {
 			s.events(w, r, who)
 		}
+	case len(parts) == 2 && parts[0] == "notify" && parts[1] == "deliveries":
+		if !method(w, r, http.MethodGet) {
+			return
+		}
+		if !s.isAdmin(who) {
+			writeError(w, fail(http.StatusForbidden, CodeForbidden, "the delivery log is for members of the admin groups"))
+			return
+		}
+		limit, err := limitParam(r.URL.Query().Get("limit"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		ds, err := s.o.Store.Deliveries(r.Context(), limit)
+		writePage(w, "deliveries", ds, "", err)
 	case len(parts) == 1 && parts[0] == "audit":
 		if !method(w, r, http.MethodGet) {
 			return

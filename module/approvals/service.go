@@ -95,6 +95,18 @@ type Options struct {
 	// Console, when set, serves the web console under Prefix.
 	Console *ConsoleOptions
 
+	// Webhooks receive the events, delivered by one elected gateway.
+	Webhooks []Webhook
+	// EventSource is the CloudEvents source. Default: "approval-gateway" +
+	// Prefix.
+	EventSource string
+	// PublicURL is the gateway's base URL for links in notifications.
+	PublicURL string
+	// RetryBase is the first retry delay of a failed delivery, doubled
+	// each time; MaxDeliveryAttempts bounds the tries. Defaults 1s and 12.
+	RetryBase           time.Duration
+	MaxDeliveryAttempts int
+
 	// ClientIP returns the client address of a request. Default: the host
 	// of RemoteAddr.
 	ClientIP func(*http.Request) string
@@ -151,6 +163,11 @@ func New(o Options) (*Service, error) {
 	defaultTo(&o.Retention, DefaultExpiry)
 	defaultTo(&o.AuditRetention, DefaultAuditRetention)
 	defaultTo(&o.SweepInterval, time.Minute)
+	defaultTo(&o.RetryBase, time.Second)
+	defaultTo(&o.MaxDeliveryAttempts, 12)
+	if o.EventSource == "" {
+		o.EventSource = "approval-gateway" + o.Prefix
+	}
 	if len(o.PolicyApprovers) == 0 {
 		o.PolicyApprovers = o.AdminGroups
 	}

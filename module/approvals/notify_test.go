@@ -1,0 +1,157 @@
+package approvals
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/record"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// receiver is a webhook endpoint that checks signatures and fails the
+// first deliveries it is told to.
+type receiver struct {
+	mu       sync.Mutex
+	attempts map[string]int // by CloudEvent id
+	ok       []map[string]any
+	failures int
+	bad      int
+	*httptest.Server
+}
+
+func newReceiver(t *testing.T, secret string, failFirst int) *receiver {
+	rc := &receiver{attempts: map[string]int{}, failures: failFirst}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		if err := VerifySignature(secret, r.Header.Get(SignatureHeader), body, time.Now(), 5*time.Minute); err != nil ||
+			r.Header.Get("Content-Type") != "application/cloudevents+json" {
+			rc.bad++
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var ev map[string]any
+		_ = json.Unmarshal(body, &ev)
+		id := ev["id"].(string)
+		rc.attempts[id]++
+		if rc.failures > 0 {
+			rc.failures--
+			http.Error(w, "try again", http.StatusInternalServerError)
+			return
+		}
+		rc.ok = append(rc.ok, ev)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func TestWebhooksOnceFromTwoGateways(t *testing.T) {
+	const secret = "whsec-test"
+	rc := newReceiver(t, secret, 2)
+	h := newHarness(t, "", func(o *Options) {
+		o.Webhooks = []Webhook{{URL: rc.URL, Secret: secret}}
+		o.RetryBase = 20 * time.Millisecond
+		o.PublicURL = "https://admin.example.com"
+	})
+	core, otherLogs := observer.New(zap.InfoLevel)
+	other := h.sibling(zap.New(core))
+	// Both gateways run a notifier; one is elected and delivers.
+	t.Cleanup(h.svc.StartNotifier())
+	t.Cleanup(other.StartNotifier())
+	elected := func() int {
+		return h.logs.FilterMessage("elected as the notifier").Len() + otherLogs.FilterMessage("elected as the notifier").Len()
+	}
+	waitFor(t, func() bool { return elected() == 1 })
+	time.Sleep(200 * time.Millisecond) // the other campaigns and waits
+
+	alice, bob := h.token("alice"), h.token("bob", "approvers")
+	id := h.park(alice, "DELETE", "/apps/1", "")
+	h.approve(bob, id)
+	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+
+	waitFor(t, func() bool { rc.mu.Lock(); defer rc.mu.Unlock(); return len(rc.ok) == 3 })
+	time.Sleep(300 * time.Millisecond) // no duplicates trickle in
+	if elected() != 1 {
+		t.Fatal("both gateways were elected")
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var types []string
+	for _, ev := range rc.ok {
+		types = append(types, ev["type"].(string))
+		if ev["specversion"] != "1.0" || ev["subject"] != id || ev["source"] != "approval-gateway/.approvals" {
+			t.Fatalf("not a CloudEvent of the request: %v", ev)
+		}
+		data := ev["data"].(map[string]any)
+		if data["request"].(map[string]any)["id"] != id || !strings.HasPrefix(data["event"].(map[string]any)["link"].(string), "https://admin.example.com/.approvals/requests/") {
+			t.Fatalf("event data %v", data)
+		}
+	}
+	if strings.Join(types, " ") != EventParked+" "+EventApproved+" "+EventCompleted {
+		t.Fatalf("events %v", types)
+	}
+	first := rc.ok[0]["id"].(string)
+	if rc.attempts[first] != 3 {
+		t.Fatalf("first event attempted %d times, want 3 (two 500s, then 200)", rc.attempts[first])
+	}
+	for _, ev := range rc.ok[1:] {
+		if n := rc.attempts[ev["id"].(string)]; n != 1 {
+			t.Fatalf("event %s delivered %d times", ev["id"], n)
+		}
+	}
+	if rc.bad != 0 {
+		t.Fatalf("%d deliveries with a bad signature", rc.bad)
+	}
+	// The delivery log shows the attempts, to admins.
+	res := h.expect(h.do("GET", "/.approvals/api/v1/notify/deliveries", h.token("audrey", "auditors"), ""), http.StatusOK, "")
+	logs := res.body["deliveries"].([]any)
+	last := logs[len(logs)-1].(map[string]any)
+	if len(logs) != 3 || last["event_id"] != first || len(last["attempts"].([]any)) != 3 || last["delivered"] != true {
+		t.Fatalf("delivery log %s", res.raw)
+	}
+}
+
+func TestSignature(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	body := []byte(`{"a":1}`)
+	h := Sign("s3cret", now, body)
+	if !strings.HasPrefix(h, "t=1700000000,v1=") {
+		t.Fatalf("header %s", h)
+	}
+	if err := VerifySignature("s3cret", h, body, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{
+		"other secret": VerifySignature("other", h, body, now, time.Minute),
+		"other body":   VerifySignature("s3cret", h, []byte(`{"a":2}`), now, time.Minute),
+		"too old":      VerifySignature("s3cret", h, body, now.Add(time.Hour), time.Minute),
+		"malformed":    VerifySignature("s3cret", "v1=abc", body, now, time.Minute),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestSlackText(t *testing.T) {
+	rec := &record.Record{Operation: record.Operation{Method: "POST", Path: "/devices/2/wipe"}, Policy: "devices",
+		Requester: record.Principal{Subject: "alice"}, Justification: "INC-4711 stolen"}
+	ev := Event{Type: EventRejected, Actor: "bob", Notes: "wrong device", Link: "https://admin.example.com/.approvals/requests/x"}
+	got := slackText(ev, rec)
+	for _, want := range []string{"Request rejected by bob", "POST /devices/2/wipe", `"INC-4711 stolen"`, `Notes: "wrong device"`, "<https://admin.example.com/.approvals/requests/x|Open the request>"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("slack text lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(strings.ToLower(got), "/approve") {
+		t.Error("the message links straight to an approval")
+	}
+}
