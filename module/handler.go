@@ -257,9 +257,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := h.provisionStore(repl)
+	var metrics *approvals.Metrics
+	st, err := h.provisionStore(repl, func(op string, d time.Duration, err error) { metrics.ObserveStore(op, d, err) })
 	if err != nil {
 		return err
+	}
+	metrics, err = approvals.NewMetrics(ctx.GetMetricsRegistry(), func() float64 {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := st.CountPending(cctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	var console *approvals.ConsoleOptions
 	if c := h.Console; c != nil {
@@ -284,7 +297,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Events: n.Events, Format: format})
 	}
 	h.svc, err = approvals.New(approvals.Options{
-		Console: console, Webhooks: hooks, PublicURL: repl.ReplaceKnown(h.PublicURL, ""),
+		Console: console, Webhooks: hooks, PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
 		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),

@@ -93,6 +93,7 @@ func (g *gateway) caddyfile(extra string) string {
 }
 
 http://127.0.0.1:%d {
+	metrics /metrics
 	approval_gateway {
 		%s
 		identity jwt {
@@ -242,6 +243,29 @@ func TestThroughCaddy(t *testing.T) {
 	g.want(g.call("POST", api+id+"/cancel", alice, ""), http.StatusOK, "")
 	if g.backend.mutating() != 1 {
 		t.Fatal("a rejected or canceled request reached the backend")
+	}
+
+	// The gateway's metrics show at Caddy's metrics endpoint.
+	req, _ := http.NewRequest("GET", g.base+"/metrics", nil)
+	resp, err := noKeepAlive.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`approval_decisions_total{action="require_approval",policy="default"} 5`,
+		`approval_requests_total{status="completed"} 1`,
+		`approval_requests_total{status="rejected"} 1`,
+		`approval_replays_total{outcome="completed"} 1`,
+		`approval_time_to_approval_seconds_count 1`,
+		`approval_time_to_completion_seconds_count 1`,
+		`approval_pending_requests 0`,
+		`approval_store_operation_seconds_count{op="create"}`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(metrics), "approval_decisions"))
+		}
 	}
 
 	// Body limit from Content-Length.
@@ -404,4 +428,14 @@ http://127.0.0.1:%d {
 		t.Fatalf("console for an upstream identity: %d %s", page.status, page.raw)
 	}
 	g.want(call("bob", "POST", api+id+"/approve", "X-Test-Groups", "approvers"), http.StatusOK, "")
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -42,7 +42,7 @@ func (p *pooledStore) Destruct() error {
 
 // provisionStore gets the configured store from the pool, creating it on
 // first use.
-func (h *Handler) provisionStore(repl *caddy.Replacer) (*store.Store, error) {
+func (h *Handler) provisionStore(repl *caddy.Replacer, observe func(string, time.Duration, error)) (*store.Store, error) {
 	cfg := h.Store
 	if cfg == nil || (cfg.Embedded == nil && cfg.Etcd == nil) {
 		cfg = &StoreConfig{Embedded: &EmbeddedStore{}}
@@ -116,6 +116,7 @@ func (h *Handler) provisionStore(repl *caddy.Replacer) (*store.Store, error) {
 		return nil, err
 	}
 	h.storeKey = key
+	opts.Observe = observe
 	st, err := store.New(val.(*pooledStore).cli, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)

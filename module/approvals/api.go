@@ -317,7 +317,7 @@ func (s *Service) mutate(r *http.Request, who *identity.Identity, id string, fn 
 	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
 	admin := s.isAdmin(who)
 	overdue := false
-	rec, err := s.o.Store.Mutate(r.Context(), id, s.o.ClientIP(r), func(rec *record.Record) error {
+	rec, err := s.storeMutate(r.Context(), id, s.o.ClientIP(r), func(rec *record.Record) error {
 		overdue = false
 		if !rec.IsParty(p, admin) {
 			return errNotParty
@@ -398,7 +398,8 @@ func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	st := s.o.Policies.Status()
-	out := map[string]any{"status": "ok", "store": "ok", "policies": st}
+	out := map[string]any{"status": "ok", "store": "ok", "policies": st,
+		"leader": map[string]bool{"sweeper": s.sweeping.Load(), "notifier": s.notifying.Load()}}
 	code := http.StatusOK
 	if st.Error != "" {
 		out["status"] = "degraded"

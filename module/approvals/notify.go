@@ -147,6 +147,8 @@ func (n *notifier) lead(ctx context.Context) error {
 		return err
 	}
 	n.s.log.Info("elected as the notifier")
+	n.s.notifying.Store(true)
+	defer n.s.notifying.Store(false)
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -225,6 +227,7 @@ func (n *notifier) deliver(ctx context.Context, t Webhook, key string, c store.A
 		a := n.post(ctx, t, body)
 		d.Attempts = append(d.Attempts, a)
 		d.Delivered = a.Status >= 200 && a.Status < 300
+		n.s.o.Metrics.delivery(key, d.Delivered)
 		if err := n.s.o.Store.LogDelivery(ctx, key, c, d); err != nil {
 			n.s.log.Warn("logging a webhook delivery", zap.Error(err))
 		}

@@ -105,6 +105,15 @@ func TestHealthAndEvaluate(t *testing.T) {
 	if res.str("status") != "ok" || res.str("store") != "ok" {
 		t.Fatalf("health %s", res.raw)
 	}
+	stop := h.svc.StartSweeper()
+	waitFor(t, func() bool {
+		res := h.do("GET", "/.approvals/healthz", "", "")
+		return res.status == http.StatusOK && strings.Contains(res.raw, `"sweeper":true`)
+	})
+	stop()
+	if res := h.do("GET", "/.approvals/healthz", "", ""); !strings.Contains(res.raw, `"sweeper":false`) {
+		t.Fatalf("healthz after resigning: %s", res.raw)
+	}
 	// A broken policy file: the old policies stay, health says why.
 	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package approval\n\ndecision := {\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -86,7 +86,7 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 	ctx, cancel := detached(r.Context())
 	defer cancel()
 	now := s.o.Clock()
-	final, err := s.o.Store.Mutate(ctx, id, s.o.ClientIP(r), func(rec *record.Record) error {
+	final, err := s.storeMutate(ctx, id, s.o.ClientIP(r), func(rec *record.Record) error {
 		if cw.status == 0 {
 			if res.Error == "" {
 				res.Error = "the backend gave no answer"

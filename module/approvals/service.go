@@ -6,6 +6,7 @@ package approvals
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -95,6 +96,10 @@ type Options struct {
 	// Console, when set, serves the web console under Prefix.
 	Console *ConsoleOptions
 
+	// Metrics, when set, are updated as calls are judged and requests
+	// change.
+	Metrics *Metrics
+
 	// Webhooks receive the events, delivered by one elected gateway.
 	Webhooks []Webhook
 	// EventSource is the CloudEvents source. Default: "approval-gateway" +
@@ -126,6 +131,9 @@ type Service struct {
 	// runtimeReady is set once the runtime policies were read from the
 	// store; until then judged calls answer 503.
 	runtimeReady atomic.Bool
+	// sweeping and notifying say whether this gateway is the elected
+	// sweeper or notifier (shown by the health check).
+	sweeping, notifying atomic.Bool
 }
 
 // New checks opts, fills in defaults and returns a Service.
@@ -202,6 +210,10 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 // to next.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	if p := r.URL.Path; p == s.o.Prefix || strings.HasPrefix(p, s.o.Prefix+"/") {
+		if p == s.o.Prefix+"/healthz" {
+			s.health(w, r)
+			return nil
+		}
 		if s.console != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {
 			s.console.serve(w, r, next)
 			return nil
@@ -250,6 +262,7 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
 			zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
+	s.o.Metrics.decision(d.Action, d.Policy)
 	s.log.Info("decision", zap.String("action", d.Action), zap.String("policy", d.Policy),
 		zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path),
 		zap.String("resource", d.Resource), zap.String("client_ip", s.o.ClientIP(r)))
@@ -358,8 +371,22 @@ func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decisio
 		s.log.Warn("park refused", zap.String("subject", who.Subject), zap.String("resource", d.Resource), zap.Error(err))
 		return nil, err
 	}
+	s.o.Metrics.recorded(rec, 0)
 	s.audit(rec, who.Subject, "parked", "", r)
 	return rec, nil
+}
+
+// storeMutate is Store.Mutate, counting the transitions it records.
+func (s *Service) storeMutate(ctx context.Context, id, clientIP string, fn func(*record.Record) error) (*record.Record, error) {
+	seen := 0
+	rec, err := s.o.Store.Mutate(ctx, id, clientIP, func(r *record.Record) error {
+		seen = len(r.History)
+		return fn(r)
+	})
+	if err == nil {
+		s.o.Metrics.recorded(rec, seen)
+	}
+	return rec, err
 }
 
 // dryRun records what a dry-run decision would have asked, and lets the
@@ -400,6 +427,7 @@ func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, who *identi
 		writeError(w, err)
 		return nil
 	}
+	s.o.Metrics.recorded(rec, 0)
 	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", who.Subject),
 		zap.String("policy", d.Policy), zap.String("resource", d.Resource), zap.String("method", r.Method),
 		zap.String("path", r.URL.Path), zap.String("client_ip", s.o.ClientIP(r)))
@@ -411,7 +439,7 @@ func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, who *identi
 	res := cw.result(nerr)
 	ctx, cancel := detached(r.Context())
 	defer cancel()
-	if _, err := s.o.Store.Mutate(ctx, rec.ID, s.o.ClientIP(r), func(rec *record.Record) error {
+	if _, err := s.storeMutate(ctx, rec.ID, s.o.ClientIP(r), func(rec *record.Record) error {
 		rec.NoteBypassResult(res, s.o.Clock())
 		return nil
 	}); err != nil {

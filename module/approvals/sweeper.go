@@ -30,7 +30,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 			return nil
 		}
 		changed := false
-		final, err := s.o.Store.Mutate(ctx, rec.ID, "", func(r *record.Record) error {
+		final, err := s.storeMutate(ctx, rec.ID, "", func(r *record.Record) error {
 			var err error
 			changed, err = r.ApplyDue(now, s.o.ClaimTimeout)
 			return err
@@ -130,6 +130,8 @@ func (s *Service) leadSweeps(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("elected as the sweeper")
+	s.sweeping.Store(true)
+	defer s.sweeping.Store(false)
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -92,7 +92,8 @@ func pageSize(limit int) int {
 // last page). Reads go through the index of the view in batches, so a page
 // costs the same however many requests are stored, and ids only grow, so a
 // cursor stays correct while requests are added.
-func (s *Store) List(ctx context.Context, o ListOptions) ([]*record.Record, string, error) {
+func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ string, err error) {
+	defer s.timed("list", time.Now(), &err)
 	lower, upper, err := bounds(o.Cursor, o.CreatedAfter, o.CreatedBefore)
 	if err != nil {
 		return nil, "", err

@@ -30,6 +30,9 @@ type Options struct {
 	// Timeout bounds each store operation, so that an unreachable etcd
 	// becomes an error quickly instead of a hung call. Default 5s.
 	Timeout time.Duration
+	// Observe, when set, is told of each operation: its name, duration and
+	// error (metrics).
+	Observe func(op string, d time.Duration, err error)
 }
 
 // Store is the etcd-backed request store. It is safe for concurrent use and
@@ -38,6 +41,7 @@ type Store struct {
 	cli     *clientv3.Client
 	prefix  string
 	timeout time.Duration
+	observe func(op string, d time.Duration, err error)
 }
 
 // New returns a Store using cli, which the caller keeps and closes.
@@ -53,7 +57,11 @@ func New(cli *clientv3.Client, opts Options) (*Store, error) {
 	if t <= 0 {
 		t = 5 * time.Second
 	}
-	return &Store{cli: cli, prefix: p, timeout: t}, nil
+	observe := opts.Observe
+	if observe == nil {
+		observe = func(string, time.Duration, error) {}
+	}
+	return &Store{cli: cli, prefix: p, timeout: t, observe: observe}, nil
 }
 
 // ValidatePrefix checks a key prefix: it starts and ends with "/" and has no
@@ -145,7 +153,8 @@ type CreateOptions struct {
 // *PendingError naming it. With a cap on pending requests the requester's
 // count is read first and the transaction is fenced on it, so concurrent
 // parks cannot overshoot the cap.
-func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o CreateOptions) error {
+func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o CreateOptions) (err error) {
+	defer s.timed("create", time.Now(), &err)
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -226,6 +235,28 @@ func (s *Store) auditOps(rec *record.Record, events []record.Event, clientIP str
 	return ops, nil
 }
 
+// timed reports an operation to the observer; lost compare-and-swaps and
+// refusals are not store errors.
+func (s *Store) timed(op string, start time.Time, err *error) {
+	var e error
+	var ue *UnavailableError
+	if errors.As(*err, &ue) {
+		e = *err
+	}
+	s.observe(op, time.Since(start), e)
+}
+
+// CountPending counts the pending requests of all requesters.
+func (s *Store) CountPending(ctx context.Context) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+"pending/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Count, nil
+}
+
 // Ping checks that the store answers.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.ctx(ctx)
@@ -279,7 +310,8 @@ func (s *Store) CreateBypassed(ctx context.Context, rec *record.Record, body []b
 }
 
 // Get returns a request and its mod revision.
-func (s *Store) Get(ctx context.Context, id string) (*record.Record, int64, error) {
+func (s *Store) Get(ctx context.Context, id string) (_ *record.Record, _ int64, err error) {
+	defer s.timed("get", time.Now(), &err)
 	if !ValidID(id) {
 		return nil, 0, ErrNotFound
 	}
@@ -317,7 +349,8 @@ func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
 // events for the history events after the first seen, releasing the
 // resource claim and the pending index when rec is terminal. On a lost race
 // it returns a *conflictError with the current record.
-func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen int, clientIP string) (int64, error) {
+func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen int, clientIP string) (_ int64, err error) {
+	defer s.timed("update", time.Now(), &err)
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
