@@ -77,7 +77,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		notify webhook|slack <url> {    # repeatable
 //			secret <secret>
 //			events <type...>
+//			groups <group...>
+//			requesters <subject...>
 //		}
+//		reminder_lead <duration>
 //		public_url <url>
 //		console {
 //			issuer <url>
@@ -212,6 +215,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				return d.Errf("unknown console option %q", opt)
 			})
+		case "reminder_lead":
+			return durationArg(d, &h.ReminderLead)
 		case "public_url":
 			return oneArg(d, &h.PublicURL)
 		case "notify":
@@ -232,6 +237,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return oneArg(d, &n.Secret)
 				case "events":
 					return someArgs(d, &n.Events)
+				case "groups":
+					return someArgs(d, &n.Groups)
+				case "requesters":
+					return someArgs(d, &n.Requesters)
 				}
 				return d.Errf("unknown notify option %q", opt)
 			})

@@ -79,6 +79,9 @@ type Handler struct {
 	PolicyApprovers []string `json:"policy_approvers,omitempty"`
 	// Notify lists the webhook targets of the events.
 	Notify []NotifyConfig `json:"notify,omitempty"`
+	// ReminderLead is how long before expiry an expiring event is raised.
+	// Default 24h.
+	ReminderLead caddy.Duration `json:"reminder_lead,omitempty"`
 	// PublicURL is the gateway's base URL in notification links, such as
 	// https://admin.example.com.
 	PublicURL string `json:"public_url,omitempty"`
@@ -143,6 +146,11 @@ type NotifyConfig struct {
 	Secret string `json:"secret,omitempty"`
 	// Events are the event types sent; all when empty.
 	Events []string `json:"events,omitempty"`
+	// Groups routes approver events of requests needing these groups here;
+	// Requesters routes requester events of these subjects' requests here.
+	// With neither, every event comes here.
+	Groups     []string `json:"groups,omitempty"`
+	Requesters []string `json:"requesters,omitempty"`
 }
 
 // ConsoleConfig sets up the web console's login: authorization code with
@@ -294,10 +302,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			format = "slack"
 		}
 		hooks = append(hooks, approvals.Webhook{URL: repl.ReplaceKnown(n.URL, ""), Secret: repl.ReplaceKnown(n.Secret, ""),
-			Events: n.Events, Format: format})
+			Events: n.Events, Format: format, Groups: n.Groups, Requesters: n.Requesters})
 	}
 	h.svc, err = approvals.New(approvals.Options{
-		Console: console, Webhooks: hooks, PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
+		Console: console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
 		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),

@@ -24,10 +24,20 @@ const (
 	EventExpired       = "approval.request.expired"
 	EventBypassed      = "approval.request.bypassed"
 	EventPolicyChanged = "approval.policy.changed"
+	// EventExpiring reminds approvers (needs_approval) or the requester
+	// (approved) that the request expires soon.
+	EventExpiring = "approval.request.expiring"
 )
 
 // EventTypes lists every event type.
-var EventTypes = []string{EventParked, EventApproved, EventRejected, EventCanceled, EventCompleted, EventFailed, EventExpired, EventBypassed, EventPolicyChanged}
+var EventTypes = []string{EventParked, EventApproved, EventRejected, EventCanceled, EventCompleted, EventFailed, EventExpired, EventBypassed, EventExpiring, EventPolicyChanged}
+
+// forApprovers reports whether an event is for the request's approvers
+// (rather than its requester): a new request, or one about to expire
+// before it was decided.
+func forApprovers(typ string, status record.Status) bool {
+	return typ == EventParked || typ == EventBypassed || (typ == EventExpiring && status == record.NeedsApproval)
+}
 
 // eventType maps an audit event to the event it raises, or "" for steps
 // that raise none (an approval short of the quorum, a claim, a dry run).
@@ -51,6 +61,8 @@ func eventType(e record.AuditEvent) string {
 		return EventExpired
 	case "bypassed":
 		return EventBypassed
+	case "reminder":
+		return EventExpiring
 	case "policy_changed", "policy_removed":
 		return EventPolicyChanged
 	}

@@ -32,6 +32,27 @@ type Webhook struct {
 	Events []string
 	// Format is "cloudevents" (default) or "slack".
 	Format string
+	// Groups routes approver events (parked, bypassed, expiring before
+	// approval) of requests that need one of these groups to this target.
+	// Requesters routes requester events (approved, rejected, expired,
+	// completed, failed, expiring after approval) of these subjects' requests.
+	// With neither, every event goes to the target.
+	Groups     []string
+	Requesters []string
+}
+
+// wants reports whether target t takes event e of type typ.
+func (t Webhook) wants(typ string, e record.AuditEvent) bool {
+	if len(t.Events) > 0 && !slices.Contains(t.Events, typ) {
+		return false
+	}
+	if len(t.Groups) == 0 && len(t.Requesters) == 0 {
+		return true
+	}
+	if forApprovers(typ, e.To) {
+		return slices.ContainsFunc(e.Groups, func(g string) bool { return slices.Contains(t.Groups, g) })
+	}
+	return slices.Contains(t.Requesters, e.Requester)
 }
 
 // SignatureHeader carries a delivery's signature: t=<unix seconds>,v1=<hex
@@ -187,7 +208,7 @@ func (n *notifier) deliverTo(ctx context.Context, t Webhook) error {
 		}
 		err = n.s.o.Store.WatchAudit(ctx, cur, func(c store.AuditCursor, e record.AuditEvent) error {
 			typ := eventType(e)
-			if typ != "" && (len(t.Events) == 0 || slices.Contains(t.Events, typ)) {
+			if typ != "" && t.wants(typ, e) {
 				n.deliver(ctx, t, key, c, e)
 			}
 			if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package approvals
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -153,5 +154,66 @@ func TestSlackText(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(got), "/approve") {
 		t.Error("the message links straight to an approval")
+	}
+}
+
+func receivedTypes(rc *receiver) []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []string
+	for _, ev := range rc.ok {
+		out = append(out, ev["type"].(string))
+	}
+	return out
+}
+
+// TestNotificationRouting sends approver events to the approver groups'
+// target and requester events to the requester's, with a reminder before
+// the request expires.
+func TestNotificationRouting(t *testing.T) {
+	approvers := newReceiver(t, "s1", 0)
+	alices := newReceiver(t, "s2", 0)
+	everything := newReceiver(t, "s3", 0)
+	h := newHarness(t, "", func(o *Options) {
+		o.Webhooks = []Webhook{
+			{URL: approvers.URL, Secret: "s1", Groups: []string{"approvers"}},
+			{URL: alices.URL, Secret: "s2", Requesters: []string{"alice"}},
+			{URL: everything.URL, Secret: "s3"},
+		}
+		o.RetryBase = 10 * time.Millisecond
+		o.ApprovalExpiry = 2 * time.Hour
+		o.ReminderLead = time.Hour
+	})
+	t.Cleanup(h.svc.StartNotifier())
+	waitFor(t, func() bool { return h.logs.FilterMessage("elected as the notifier").Len() == 1 })
+	alice, bob := h.token("alice"), h.token("bob", "approvers")
+
+	id := h.park(alice, "DELETE", "/apps/1", "")
+	h.park(h.token("carol"), "DELETE", "/apps/2", "") // carol's: not for alice's target
+	h.clock.Add(30 * time.Minute)
+	if st, _ := h.svc.Sweep(context.Background()); st.Reminded != 0 {
+		t.Fatal("reminded before the lead time")
+	}
+	h.clock.Add(45 * time.Minute)
+	if st, _ := h.svc.Sweep(context.Background()); st.Reminded != 2 {
+		t.Fatalf("reminders: %+v", st)
+	}
+	if st, _ := h.svc.Sweep(context.Background()); st.Reminded != 0 {
+		t.Fatal("reminded twice")
+	}
+	h.approve(bob, id)
+	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+
+	want := map[*receiver]string{
+		approvers:  strings.Join([]string{EventParked, EventParked, EventExpiring, EventExpiring}, " "),
+		alices:     strings.Join([]string{EventApproved, EventCompleted}, " "),
+		everything: strings.Join([]string{EventParked, EventParked, EventExpiring, EventExpiring, EventApproved, EventCompleted}, " "),
+	}
+	for rc, w := range want {
+		waitFor(t, func() bool { return strings.Join(receivedTypes(rc), " ") == w })
+	}
+	res := h.record(alice, id)
+	if !strings.Contains(historyActions(res), "gateway:reminder") || res.str("status") != "completed" {
+		t.Fatalf("history %s", historyActions(res))
 	}
 }

@@ -92,6 +92,9 @@ type Options struct {
 	AuditRetention time.Duration
 	// SweepInterval is how often the elected sweeper runs. Default 1m.
 	SweepInterval time.Duration
+	// ReminderLead is how long before a request expires the sweeper raises
+	// an expiring event. Default 24h; negative: no reminders.
+	ReminderLead time.Duration
 
 	// Console, when set, serves the web console under Prefix.
 	Console *ConsoleOptions
@@ -171,6 +174,9 @@ func New(o Options) (*Service, error) {
 	defaultTo(&o.Retention, DefaultExpiry)
 	defaultTo(&o.AuditRetention, DefaultAuditRetention)
 	defaultTo(&o.SweepInterval, time.Minute)
+	if o.ReminderLead == 0 {
+		o.ReminderLead = 24 * time.Hour
+	}
 	defaultTo(&o.RetryBase, time.Second)
 	defaultTo(&o.MaxDeliveryAttempts, 12)
 	if o.EventSource == "" {

@@ -13,8 +13,8 @@ import (
 
 // SweepStats counts what one sweep did.
 type SweepStats struct {
-	Expired, Failed, Removed int
-	AuditPruned              int64
+	Expired, Failed, Removed, Reminded int
+	AuditPruned                        int64
 }
 
 // Sweep moves overdue requests to expired, fails replays claimed longer
@@ -27,7 +27,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	now := s.o.Clock()
 	err := s.o.Store.EachPending(ctx, func(rec *record.Record) error {
 		if rec.Due(now, s.o.ClaimTimeout) == "" {
-			return nil
+			return s.remind(ctx, rec, now, &st)
 		}
 		changed := false
 		final, err := s.storeMutate(ctx, rec.ID, "", func(r *record.Record) error {
@@ -70,6 +70,23 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	}
 	st.AuditPruned, err = s.o.Store.PruneAudit(ctx, now.Add(-s.o.AuditRetention))
 	return st, err
+}
+
+// remind raises the expiring event of a request inside the reminder lead
+// time, once per status.
+func (s *Service) remind(ctx context.Context, rec *record.Record, now time.Time, st *SweepStats) error {
+	if s.o.ReminderLead < 0 || rec.Status == record.Completing || now.Before(rec.ExpiresAt.Add(-s.o.ReminderLead)) {
+		return nil
+	}
+	reminded := false
+	_, err := s.storeMutate(ctx, rec.ID, "", func(r *record.Record) error {
+		reminded = r.Status == rec.Status && r.Remind(now)
+		return nil
+	})
+	if reminded {
+		st.Reminded++
+	}
+	return err
 }
 
 // StartPolicyWatch loads the runtime policies from the store (waiting up

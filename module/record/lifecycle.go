@@ -194,6 +194,21 @@ func (r *Record) NoteBypassResult(res Result, now time.Time) {
 	r.Result = &res
 }
 
+// Remind records that people were reminded of the request's coming expiry;
+// it changes no status, and happens once per status. It reports false when
+// a reminder was already recorded.
+func (r *Record) Remind(now time.Time) bool {
+	for _, e := range r.History {
+		if e.Action == "reminder" && e.From == r.Status {
+			return false
+		}
+	}
+	r.History = append(r.History, Event{At: now, Actor: SystemActor, Action: "reminder", From: r.Status, To: r.Status,
+		Notes: "expires " + r.ExpiresAt.UTC().Format(time.RFC3339)})
+	r.UpdatedAt = now
+	return true
+}
+
 // OutcomeUnknown is the failure reason of a replay whose claim timed out.
 const OutcomeUnknown = "outcome unknown: the replay was sent but its result was never recorded"
 
