@@ -18,7 +18,9 @@ import (
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/policy"
+	"github.com/approval-gateway/gateway/module/record"
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -305,7 +307,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Events: n.Events, Format: format, Groups: n.Groups, Requesters: n.Requesters})
 	}
 	h.svc, err = approvals.New(approvals.Options{
-		Console: console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
+		Annotate: h.annotate(ctx),
+		Console:  console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
 		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
@@ -377,6 +380,35 @@ func (h *Handler) Cleanup() error {
 // where allowed calls and replays go.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	return h.svc.ServeHTTP(w, r, next.ServeHTTP)
+}
+
+// annotate sets the placeholders {http.approval.id}, {http.approval.status}
+// and {http.approval.policy} on the request (so access logs can carry them
+// with log_append) and emits the Caddy event (approval_parked,
+// approval_decided, approval_approved, …).
+func (h *Handler) annotate(ctx caddy.Context) func(*http.Request, string, string, *record.Record) {
+	var events *caddyevents.App
+	if app, err := ctx.App("events"); err == nil {
+		events, _ = app.(*caddyevents.App)
+	}
+	return func(r *http.Request, name, policy string, rec *record.Record) {
+		data := map[string]any{"policy": policy}
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set("http.approval.policy", policy)
+			if rec != nil {
+				repl.Set("http.approval.status", string(rec.Status))
+				if rec.ID != "" {
+					repl.Set("http.approval.id", rec.ID)
+				}
+			}
+		}
+		if rec != nil {
+			data["id"], data["status"], data["resource"] = rec.ID, string(rec.Status), rec.Resource
+		}
+		if events != nil {
+			events.Emit(ctx, name, data)
+		}
+	}
 }
 
 // clientIP is the client address Caddy determined (trusted proxies

@@ -288,6 +288,7 @@ func (s *Service) perform(r *http.Request, who *identity.Identity, id, action st
 		return rec, err
 	}
 	s.audit(rec, who.Subject, action, in.Notes, r)
+	s.o.Annotate(r, "approval_"+pastTense(action), rec.Policy, rec)
 	if action == "approve" && rec.Status == record.Completing {
 		// Auto-complete: the approval that met the quorum also claimed the
 		// replay. No caller's token goes to the backend: the credential
@@ -296,6 +297,10 @@ func (s *Service) perform(r *http.Request, who *identity.Identity, id, action st
 		return s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.o.ResultExcerpt}, r, rec, "", next)
 	}
 	return rec, nil
+}
+
+func pastTense(action string) string {
+	return map[string]string{"approve": "approved", "reject": "rejected", "cancel": "canceled"}[action]
 }
 
 // errOverdue marks an action refused because the request had just run out

@@ -34,6 +34,8 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 		return
 	}
 	s.audit(rec, who.Subject, "completing", "", r)
+	// Before the replay: the backend's answer goes straight to the caller.
+	s.o.Annotate(r, "approval_completing", rec.Policy, rec)
 	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
 	final, err := s.replay(cw, r, rec, r.Header.Get("Authorization"), next)
 	if cw.status != 0 {
@@ -100,6 +102,7 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 		return nil, err
 	}
 	s.audit(final, record.SystemActor, string(final.Status), "", r)
+	s.o.Annotate(r, "approval_"+string(final.Status), final.Policy, final)
 	return final, nil
 }
 

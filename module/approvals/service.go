@@ -102,6 +102,10 @@ type Options struct {
 	// Metrics, when set, are updated as calls are judged and requests
 	// change.
 	Metrics *Metrics
+	// Annotate, when set, is told of each decision and each request change
+	// made in a request (rec is nil for allow and deny): the Caddy handler
+	// sets placeholders for the access log and emits Caddy events.
+	Annotate func(r *http.Request, event string, policy string, rec *record.Record)
 
 	// Webhooks receive the events, delivered by one elected gateway.
 	Webhooks []Webhook
@@ -194,6 +198,9 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.Annotate == nil {
+		o.Annotate = func(*http.Request, string, string, *record.Record) {}
+	}
 	s := &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger}
 	if o.Console != nil {
 		c, err := newConsole(s, *o.Console)
@@ -269,6 +276,9 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 			zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path))
 	}
 	s.o.Metrics.decision(d.Action, d.Policy)
+	if d.Action != policy.RequireApproval {
+		s.o.Annotate(r, "approval_decided", d.Policy, &record.Record{Status: record.Status(d.Action)})
+	}
 	s.log.Info("decision", zap.String("action", d.Action), zap.String("policy", d.Policy),
 		zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path),
 		zap.String("resource", d.Resource), zap.String("client_ip", s.o.ClientIP(r)))
@@ -378,6 +388,7 @@ func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decisio
 		return nil, err
 	}
 	s.o.Metrics.recorded(rec, 0)
+	s.o.Annotate(r, "approval_parked", rec.Policy, rec)
 	s.audit(rec, who.Subject, "parked", "", r)
 	return rec, nil
 }
@@ -434,6 +445,7 @@ func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, who *identi
 		return nil
 	}
 	s.o.Metrics.recorded(rec, 0)
+	s.o.Annotate(r, "approval_bypassed", rec.Policy, rec)
 	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", who.Subject),
 		zap.String("policy", d.Policy), zap.String("resource", d.Resource), zap.String("method", r.Method),
 		zap.String("path", r.URL.Path), zap.String("client_ip", s.o.ClientIP(r)))
