@@ -217,3 +217,38 @@ func TestNotificationRouting(t *testing.T) {
 		t.Fatalf("history %s", historyActions(res))
 	}
 }
+
+// TestWebhookRedirectsAreNotFollowed: a target that redirects has failed;
+// the redirect's destination never receives the event.
+func TestWebhookRedirectsAreNotFollowed(t *testing.T) {
+	var hit sync.Mutex
+	elsewhere := 0
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hit.Lock()
+		elsewhere++
+		hit.Unlock()
+	}))
+	defer other.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL, http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+	h := newHarness(t, "", func(o *Options) {
+		o.Webhooks = []Webhook{{URL: redirecting.URL, Secret: "s"}}
+		o.RetryBase = 5 * time.Millisecond
+		o.MaxDeliveryAttempts = 2
+	})
+	t.Cleanup(h.svc.StartNotifier())
+	waitFor(t, func() bool { return h.logs.FilterMessage("elected as the notifier").Len() == 1 })
+	h.park(h.token("alice"), "DELETE", "/apps/1", "")
+	waitFor(t, func() bool { return h.logs.FilterMessage("webhook delivery given up").Len() == 1 })
+	hit.Lock()
+	defer hit.Unlock()
+	if elsewhere != 0 {
+		t.Fatal("a redirect was followed")
+	}
+	res := h.expect(h.do("GET", "/.approvals/api/v1/notify/deliveries", h.token("audrey", "auditors"), ""), http.StatusOK, "")
+	if !strings.Contains(res.raw, `"status":307`) || !strings.Contains(res.raw, `"delivered":false`) {
+		t.Fatalf("delivery log %s", res.raw)
+	}
+}
