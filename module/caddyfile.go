@@ -81,6 +81,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			requesters <subject...>
 //		}
 //		reminder_lead <duration>
+//		replay_credentials sealed {
+//			key <base64 of 32 bytes>     # repeatable, newest first
+//			header <name>                # repeatable; Authorization always
+//		}
 //		public_url <url>
 //		console {
 //			issuer <url>
@@ -215,6 +219,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				return d.Errf("unknown console option %q", opt)
 			})
+		case "replay_credentials":
+			if !d.NextArg() || d.Val() != "sealed" {
+				return d.Err("replay_credentials: the only mode is sealed")
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c := &SealConfig{}
+			h.ReplayCredentials = c
+			err := eachOption(d, d.Nesting(), []string{"key", "header"}, func(opt string) error {
+				var v string
+				switch opt {
+				case "key":
+					err := oneArg(d, &v)
+					c.Keys = append(c.Keys, v)
+					return err
+				case "header":
+					err := oneArg(d, &v)
+					c.Headers = append(c.Headers, v)
+					return err
+				}
+				return d.Errf("unknown replay_credentials option %q", opt)
+			})
+			if err == nil && len(c.Keys) == 0 {
+				err = d.Err("replay_credentials sealed: at least one key is required")
+			}
+			return err
 		case "reminder_lead":
 			return durationArg(d, &h.ReminderLead)
 		case "public_url":

@@ -6,6 +6,7 @@ package approvalgateway
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -79,6 +80,9 @@ type Handler struct {
 	// PolicyApprovers approve runtime policy changes, one from each group.
 	// Default: AdminGroups.
 	PolicyApprovers []string `json:"policy_approvers,omitempty"`
+	// ReplayCredentials seals the requester's Authorization (and listed
+	// headers) of auto-complete requests, for their replay.
+	ReplayCredentials *SealConfig `json:"replay_credentials,omitempty"`
 	// Notify lists the webhook targets of the events.
 	Notify []NotifyConfig `json:"notify,omitempty"`
 	// ReminderLead is how long before expiry an expiring event is raised.
@@ -136,6 +140,14 @@ type EtcdStore struct {
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
 	// Timeout bounds each store operation. Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+// SealConfig is "replay_credentials sealed": AES-256-GCM keys, newest
+// first (all open, the first seals), as base64 of 32 bytes; use
+// placeholders such as {env.SEAL_KEY}.
+type SealConfig struct {
+	Keys    []string `json:"keys,omitempty"`
+	Headers []string `json:"headers,omitempty"`
 }
 
 // NotifyConfig is one webhook target. Targets come only from the
@@ -297,6 +309,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			// from each request, unless an OpenID client is configured.
 			RequestIdentity: h.Identity.Placeholder != nil && c.ClientID == ""}
 	}
+	var sealer *approvals.Sealer
+	if c := h.ReplayCredentials; c != nil {
+		var keys [][]byte
+		for i, k := range c.Keys {
+			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(repl.ReplaceKnown(k, "")))
+			if err != nil {
+				return fmt.Errorf("replay_credentials: key %d is not base64", i+1)
+			}
+			keys = append(keys, b)
+		}
+		if sealer, err = approvals.NewSealer(keys, c.Headers); err != nil {
+			return err
+		}
+	}
 	var hooks []approvals.Webhook
 	for _, n := range h.Notify {
 		format := "cloudevents"
@@ -307,8 +333,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Events: n.Events, Format: format, Groups: n.Groups, Requesters: n.Requesters})
 	}
 	h.svc, err = approvals.New(approvals.Options{
-		Annotate: h.annotate(ctx),
-		Console:  console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
+		Annotate: h.annotate(ctx), Sealer: sealer,
+		Console: console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
 		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),

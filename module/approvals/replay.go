@@ -64,6 +64,17 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 		s.log.Error("reading the parked body for replay", zap.String("request_id", id), zap.Error(err))
 		return nil, err
 	}
+	var creds http.Header
+	if auth == "" && s.o.Sealer != nil {
+		// Auto-complete: the credentials sealed at park, opened only now.
+		b, err := s.o.Store.Sealed(r.Context(), id)
+		if err == nil && b != nil {
+			creds, err = s.o.Sealer.Open(id, b)
+		}
+		if err != nil {
+			return s.finishReplay(r, id, record.Result{Error: "the sealed replay credentials cannot be used: " + err.Error()}, false)
+		}
+	}
 	cw.Header().Set(RequestIDHeader, id)
 	if rec.Operation.Internal == internalPolicy {
 		next = func(w http.ResponseWriter, _ *http.Request) error {
@@ -79,17 +90,27 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 			return err
 		}
 	}
-	nerr := next(cw, s.replayRequest(r, rec, body, auth))
+	rr := s.replayRequest(r, rec, body, auth)
+	for k, v := range creds {
+		rr.Header[k] = v
+	}
+	nerr := next(cw, rr)
 	res := cw.result(nerr)
 	if nerr != nil && cw.status == 0 && r.Context().Err() != nil {
 		// Cut while the backend had the call: it may have acted on it.
 		res.Error = record.OutcomeUnknown + " (" + nerr.Error() + ")"
 	}
+	return s.finishReplay(r, id, res, cw.status != 0)
+}
+
+// finishReplay records the replay's outcome: completed with the backend's
+// answer, or failed when none came.
+func (s *Service) finishReplay(r *http.Request, id string, res record.Result, answered bool) (*record.Record, error) {
 	ctx, cancel := detached(r.Context())
 	defer cancel()
 	now := s.o.Clock()
 	final, err := s.storeMutate(ctx, id, s.o.ClientIP(r), func(rec *record.Record) error {
-		if cw.status == 0 {
+		if !answered {
 			if res.Error == "" {
 				res.Error = "the backend gave no answer"
 			}

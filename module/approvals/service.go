@@ -107,6 +107,10 @@ type Options struct {
 	// sets placeholders for the access log and emits Caddy events.
 	Annotate func(r *http.Request, event string, policy string, rec *record.Record)
 
+	// Sealer, when set, seals the credentials of auto-complete requests at
+	// park and opens them only for the replay (replay_credentials sealed).
+	Sealer *Sealer
+
 	// Webhooks receive the events, delivered by one elected gateway.
 	Webhooks []Webhook
 	// EventSource is the CloudEvents source. Default: "approval-gateway" +
@@ -344,7 +348,7 @@ func (s *Service) justification(r *http.Request, d policy.Decision) (string, err
 func (s *Service) newRecord(r *http.Request, who *identity.Identity, d policy.Decision, just string, body []byte, now time.Time, internal string) (*record.Record, error) {
 	op := record.Operation{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
-		Headers: storableHeaders(r.Header), BodySize: len(body), Internal: internal,
+		Headers: storableHeaders(r.Header, s.o.Sealer), BodySize: len(body), Internal: internal,
 	}
 	reqs := make([]record.Requirement, len(d.Approvers))
 	for i, a := range d.Approvers {
@@ -383,7 +387,14 @@ func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decisio
 	if err != nil {
 		return nil, err
 	}
-	if err := s.o.Store.Create(r.Context(), rec, body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity), ClientIP: s.o.ClientIP(r)}); err != nil {
+	var sealedCreds []byte
+	if s.o.Sealer != nil && rec.AutoComplete {
+		if sealedCreds, err = s.o.Sealer.Seal(rec.ID, r.Header); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.o.Store.Create(r.Context(), rec, body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity),
+		ClientIP: s.o.ClientIP(r), Sealed: sealedCreds}); err != nil {
 		s.log.Warn("park refused", zap.String("subject", who.Subject), zap.String("resource", d.Resource), zap.Error(err))
 		return nil, err
 	}
@@ -475,7 +486,7 @@ var dropHeaders = map[string]bool{
 	"Approval-Justification": true, "Idempotency-Key": true, "Approval-Request-Id": true, "Approval-Approved-By": true,
 }
 
-func storableHeaders(h http.Header) http.Header {
+func storableHeaders(h http.Header, sealer *Sealer) http.Header {
 	out := http.Header{}
 	conn := map[string]bool{}
 	for _, v := range h.Values("Connection") {
@@ -485,7 +496,7 @@ func storableHeaders(h http.Header) http.Header {
 	}
 	for k, vs := range h {
 		ck := http.CanonicalHeaderKey(k)
-		if dropHeaders[ck] || conn[ck] {
+		if dropHeaders[ck] || conn[ck] || (sealer != nil && slices.Contains(sealer.headers, ck)) {
 			continue
 		}
 		out[ck] = slices.Clone(vs)

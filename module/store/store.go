@@ -129,7 +129,22 @@ func (s *Store) groupIndex(group string) string {
 func (s *Store) pendingIndex(sub string) string {
 	return s.prefix + "pending/" + url.PathEscape(sub) + "/"
 }
-func (s *Store) auditKey(id string) string { return s.prefix + "audit/" + id }
+func (s *Store) auditKey(id string) string  { return s.prefix + "audit/" + id }
+func (s *Store) sealedKey(id string) string { return s.prefix + "sealed/" + id }
+
+// Sealed returns the sealed replay credentials of a request, or nil.
+func (s *Store) Sealed(ctx context.Context, id string) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.sealedKey(id))
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return resp.Kvs[0].Value, nil
+}
 
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.timeout)
@@ -145,6 +160,9 @@ type CreateOptions struct {
 	MaxPending int
 	// ClientIP goes into the audit event.
 	ClientIP string
+	// Sealed are the sealed replay credentials, kept beside the record
+	// (never in it) until the request ends.
+	Sealed []byte
 }
 
 // Create stores a new request and its body, claims its resource, indexes it
@@ -176,6 +194,9 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 		return err
 	}
 	ops = append(ops, audit...)
+	if o.Sealed != nil {
+		ops = append(ops, clientv3.OpPut(s.sealedKey(rec.ID), string(o.Sealed)))
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for range maxAttempts {
@@ -368,6 +389,7 @@ func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen 
 		claim := s.resourceKey(rec.Resource)
 		ops = append(ops,
 			clientv3.OpDelete(s.pendingIndex(rec.Requester.Subject)+rec.ID),
+			clientv3.OpDelete(s.sealedKey(rec.ID)),
 			clientv3.OpTxn(
 				[]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
 				[]clientv3.Op{clientv3.OpDelete(claim)}, nil))

@@ -89,6 +89,7 @@ func (s *Store) Remove(ctx context.Context, rec *record.Record, rev int64) (bool
 		clientv3.OpDelete(s.payloadKey(rec.ID)),
 		clientv3.OpDelete(s.requesterIndex(rec.Requester.Subject) + rec.ID),
 		clientv3.OpDelete(s.pendingIndex(rec.Requester.Subject) + rec.ID),
+		clientv3.OpDelete(s.sealedKey(rec.ID)),
 		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
 			[]clientv3.Op{clientv3.OpDelete(claim)}, nil),
 	}
