@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -30,6 +31,10 @@ type Options struct {
 	StartTimeout time.Duration
 	// Logger receives etcd's logs at Warn and above. Default: none.
 	Logger *zap.Logger
+	// CertFile and KeyFile serve the client URL over TLS (use an https
+	// URL); with TrustedCAFile, clients must present a certificate it
+	// signed.
+	CertFile, KeyFile, TrustedCAFile string
 }
 
 // Server is a running embedded etcd.
@@ -67,6 +72,10 @@ func Start(opts Options) (*Server, error) {
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if opts.CertFile != "" {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: opts.CertFile, KeyFile: opts.KeyFile,
+			TrustedCAFile: opts.TrustedCAFile, ClientCertAuth: opts.TrustedCAFile != ""}
+	}
 	// Keep history bounded: compact hourly, as operators of real clusters do.
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
@@ -93,7 +102,11 @@ func Start(opts Options) (*Server, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s not ready after %s", opts.Dir, timeout)
 	}
-	return &Server{etcd: e, Endpoint: "http://" + e.Clients[0].Addr().String()}, nil
+	scheme := "http://"
+	if opts.CertFile != "" {
+		scheme = "https://"
+	}
+	return &Server{etcd: e, Endpoint: scheme + e.Clients[0].Addr().String()}, nil
 }
 
 // Close stops the server and waits until its files are released. It may be
@@ -113,8 +126,8 @@ func parseURL(s string) (url.URL, error) {
 	if err != nil {
 		return url.URL{}, err
 	}
-	if u.Scheme != "http" || u.Host == "" {
-		return url.URL{}, fmt.Errorf("%q: want http://host:port", s)
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return url.URL{}, fmt.Errorf("%q: want http(s)://host:port", s)
 	}
 	return *u, nil
 }
