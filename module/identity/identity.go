@@ -62,8 +62,15 @@ type Options struct {
 	// negative means none.
 	Leeway time.Duration
 
+	// MaxTokenBytes refuses longer tokens before parsing them. Default
+	// 16 KiB.
+	MaxTokenBytes int
+
 	Logger *zap.Logger
 }
+
+// DefaultMaxTokenBytes bounds a token when Options.MaxTokenBytes is zero.
+const DefaultMaxTokenBytes = 16 << 10
 
 // DefaultLeeway is the clock skew tolerated when Options.Leeway is zero.
 const DefaultLeeway = 30 * time.Second
@@ -75,6 +82,7 @@ type Verifier struct {
 	subjectClaim []string
 	groupsClaim  []string
 	algorithms   []string
+	maxBytes     int
 	cancel       context.CancelFunc
 }
 
@@ -97,7 +105,10 @@ func New(opts Options) (*Verifier, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	v := &Verifier{cancel: func() {}}
+	v := &Verifier{cancel: func() {}, maxBytes: opts.MaxTokenBytes}
+	if v.maxBytes <= 0 {
+		v.maxBytes = DefaultMaxTokenBytes
+	}
 
 	var defaults []string
 	switch {
@@ -230,6 +241,9 @@ func BearerToken(r *http.Request) (string, error) {
 // Verify checks a raw token and returns the identity it carries. Errors
 // never contain the token.
 func (v *Verifier) Verify(raw string) (*Identity, error) {
+	if len(raw) > v.maxBytes {
+		return nil, fmt.Errorf("invalid token: longer than %d bytes", v.maxBytes)
+	}
 	claims := jwt.MapClaims{}
 	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
 		return nil, fmt.Errorf("invalid token: %w", err)
