@@ -82,13 +82,13 @@ func Input(c Call, who Caller, now time.Time) map[string]any {
 // parseBody returns the body as parsed JSON, or nil when it is empty or not
 // JSON.
 func parseBody(b []byte) any {
-	if len(bytes.TrimSpace(b)) == 0 {
+	if len(bytes.TrimSpace(b)) == 0 || !json.Valid(b) {
 		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
+	if err := dec.Decode(&v); err != nil {
 		return nil
 	}
 	return v
