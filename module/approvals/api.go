@@ -44,6 +44,10 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 		writeError(w, err)
 		return
 	}
+	if len(parts) >= 2 && parts[0] == "requests" && !store.ValidID(parts[1]) {
+		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such request"))
+		return
+	}
 	switch {
 	case parts[0] == "policies":
 		s.servePolicies(w, r, who, parts)
@@ -242,6 +246,10 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 			writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "the body must be a JSON object like {\"notes\": \"...\"}"))
 			return
 		}
+	}
+	if !utf8.ValidString(in.Notes) {
+		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "notes are not UTF-8 text"))
+		return
 	}
 	if utf8.RuneCountInString(in.Notes) > maxNotes {
 		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "notes are limited to "+strconv.Itoa(maxNotes)+" characters"))

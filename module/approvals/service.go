@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/policy"
@@ -336,6 +337,9 @@ func (s *Service) justification(r *http.Request, d policy.Decision) (string, err
 		}
 		return "", fail(http.StatusPreconditionRequired, CodeJustificationRequired,
 			"this change "+verb+": resend it with an "+JustificationHeader+" header saying why").with("policy", d.Policy)
+	}
+	if !utf8.ValidString(just) {
+		return "", fail(http.StatusBadRequest, CodeBadRequest, "the justification is not UTF-8 text")
 	}
 	if n := len([]rune(just)); n > s.o.MaxJustification {
 		return "", fail(http.StatusBadRequest, CodeJustificationTooLong,

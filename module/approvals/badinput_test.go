@@ -1,0 +1,96 @@
+package approvals
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func (h *harness) stored() int64 {
+	h.t.Helper()
+	resp, err := h.cli.Get(context.Background(), "/approvals/requests/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.Count
+}
+
+// TestBadInputEverywhere: hostile input gets a clear 4xx and nothing is
+// stored half-way; a binary body is replayed byte for byte.
+func TestBadInputEverywhere(t *testing.T) {
+	h := newHarness(t, writePolicy(t, `package approval
+
+decision := {"action": "deny", "policy": "json", "reason": "the body is not JSON"} if {
+	input.request.body == null
+	input.request.path == "/json-only"
+} else := {
+	"action": "require_approval", "policy": "p", "resource": input.request.path,
+	"approvers": [{"group": "approvers", "required": 1}],
+}
+`), nil)
+	alice, bob := h.token("alice"), h.token("bob", "approvers")
+
+	// A malformed JSON body: the policy sees null and decides.
+	h.expect(h.do("POST", "/json-only", alice, `{"a":`, "Content-Type", "application/json"), http.StatusForbidden, CodeDenied)
+
+	// Invalid UTF-8 in the justification.
+	h.expect(h.do("POST", "/x", alice, "", "Approval-Justification", "bad \xff\xfe text"), http.StatusBadRequest, CodeBadRequest)
+	h.expect(h.do("POST", "/x", alice, ""), http.StatusPreconditionRequired, CodeJustificationRequired)
+
+	// A huge number of headers is refused before it reaches the gateway.
+	req, _ := http.NewRequest("POST", h.gw.URL+"/x", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Approval-Justification", "j")
+	for i := range 20000 {
+		req.Header.Set(fmt.Sprintf("X-Flood-%d", i), strings.Repeat("v", 40))
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Fatalf("a header flood answered %d", resp.StatusCode)
+		}
+	}
+	if n := h.stored(); n != 0 {
+		t.Fatalf("bad input stored %d requests", n)
+	}
+
+	// Unknown id formats and hostile cursors.
+	for _, id := range []string{"..", "%2e%2e%2fsecrets", "01a19bb3-9500-7000-83ec-809bb63b654f%00", strings.Repeat("a", 5000), "../../audit"} {
+		res := h.do("GET", "/.approvals/api/v1/requests/"+id, alice, "")
+		if res.status != http.StatusNotFound && res.status != http.StatusBadRequest {
+			t.Fatalf("id %q answered %d", id, res.status)
+		}
+		res = h.do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, "")
+		if res.status != http.StatusNotFound && res.status != http.StatusBadRequest {
+			t.Fatalf("approve %q answered %d", id, res.status)
+		}
+	}
+	for _, c := range []string{"' OR 1=1 --", "../../", "\x00", strings.Repeat("f", 36), "01a19bb3-9500-7000-83ec-809bb63b654"} {
+		h.expect(h.do("GET", "/.approvals/api/v1/requests?cursor="+url.QueryEscape(c), alice, ""), http.StatusBadRequest, CodeBadRequest)
+	}
+	h.expect(h.do("POST", "/.approvals/api/v1/requests/x/approve", bob, `{"notes": "\udc00"}`), http.StatusNotFound, CodeNotFound)
+
+	// A binary body goes to the backend byte for byte.
+	binary := make([]byte, 256*4)
+	for i := range binary {
+		binary[i] = byte(i)
+	}
+	res := h.expect(h.do("PUT", "/blob", alice, string(binary), "Approval-Justification", "upload", "Content-Type", "application/octet-stream"), http.StatusAccepted, "")
+	id := res.str("id")
+	got := h.record(bob, id)
+	if got.str("body_base64") == "" {
+		t.Fatalf("a binary body is not shown as base64: %s", got.raw[:200])
+	}
+	h.approve(bob, id)
+	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	calls := h.backend.mutating()
+	if len(calls) != 1 || !bytes.Equal([]byte(calls[0].Body), binary) {
+		t.Fatalf("the replayed body differs (%d calls)", len(calls))
+	}
+}
