@@ -18,8 +18,6 @@ import (
 
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
-	"github.com/google/uuid"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 )
 
@@ -139,54 +137,16 @@ func (s *Service) StartNotifier() (stop func()) {
 		client: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // targets come only from configuration: no redirects
 		}}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			if err := n.lead(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("notifier election", zap.Error(err))
-				select {
-				case <-ctx.Done():
-				case <-time.After(2 * time.Second):
-				}
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
+	return s.runElected("notifier", &s.notifying, n.deliverAll)
 }
 
-// lead campaigns, then delivers until the session or ctx ends.
-func (n *notifier) lead(ctx context.Context) error {
-	session, err := concurrency.NewSession(n.s.o.Store.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	defer session.Close()
-	election := concurrency.NewElection(session, n.s.o.Store.Prefix()+"notifier/")
-	if err := election.Campaign(ctx, uuid.NewString()); err != nil {
-		return err
-	}
-	n.s.log.Info("elected as the notifier")
-	n.s.notifying.Store(true)
-	defer n.s.notifying.Store(false)
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = election.Resign(rctx)
-	}()
-	lctx, cancel := context.WithCancel(ctx)
+// deliverAll delivers to every target until ctx ends or one fails.
+func (n *notifier) deliverAll(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-session.Done():
-			cancel()
-		case <-lctx.Done():
-		}
-	}()
 	errs := make(chan error, len(n.targets))
 	for _, t := range n.targets {
-		go func() { errs <- n.deliverTo(lctx, t) }()
+		go func() { errs <- n.deliverTo(ctx, t) }()
 	}
 	var first error
 	for range n.targets {

@@ -2,12 +2,9 @@ package approvals
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
-	"github.com/google/uuid"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 )
 
@@ -110,66 +107,26 @@ func (s *Service) StartPolicyWatch(wait time.Duration) (stop func()) {
 	}
 }
 
-// StartSweeper runs Sweep every SweepInterval while this instance is the
-// elected sweeper: the gateways sharing a store campaign through an etcd
-// election, so one sweeps at a time (the mod-revision fence still guards
-// each change). The returned function stops it and waits.
+// StartSweeper runs Sweep every SweepInterval while this gateway is the
+// elected sweeper: one sweeps at a time (the mod-revision fence still
+// guards each change). The returned function stops it and waits.
 func (s *Service) StartSweeper() (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			if err := s.leadSweeps(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("sweeper election", zap.Error(err))
-				select {
-				case <-ctx.Done():
-				case <-time.After(5 * time.Second):
-				}
+	return s.runElected("sweeper", &s.sweeping, func(ctx context.Context) error {
+		tick := time.NewTicker(s.o.SweepInterval)
+		defer tick.Stop()
+		for {
+			st, err := s.Sweep(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("sweep", zap.Error(err))
+			} else if st != (SweepStats{}) {
+				s.log.Info("sweep", zap.Int("expired", st.Expired), zap.Int("failed", st.Failed), zap.Int("reminded", st.Reminded),
+					zap.Int("removed", st.Removed), zap.Int64("audit_pruned", st.AuditPruned))
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
 			}
 		}
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
-}
-
-// leadSweeps campaigns, then sweeps until the session or ctx ends.
-func (s *Service) leadSweeps(ctx context.Context) error {
-	session, err := concurrency.NewSession(s.o.Store.Client(), concurrency.WithTTL(15), concurrency.WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	defer session.Close()
-	election := concurrency.NewElection(session, s.o.Store.Prefix()+"sweeper/")
-	if err := election.Campaign(ctx, uuid.NewString()); err != nil {
-		return err
-	}
-	s.log.Info("elected as the sweeper")
-	s.sweeping.Store(true)
-	defer s.sweeping.Store(false)
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = election.Resign(rctx)
-	}()
-	tick := time.NewTicker(s.o.SweepInterval)
-	defer tick.Stop()
-	for {
-		st, err := s.Sweep(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("sweep", zap.Error(err))
-		} else if st != (SweepStats{}) {
-			s.log.Info("sweep", zap.Int("expired", st.Expired), zap.Int("failed", st.Failed),
-				zap.Int("removed", st.Removed), zap.Int64("audit_pruned", st.AuditPruned))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-session.Done():
-			return errors.New("lost the sweeper session")
-		case <-tick.C:
-		}
-	}
+	})
 }

@@ -130,44 +130,12 @@ func (s *Store) ApplyPolicy(ctx context.Context, doc PolicyDoc) (PolicyDoc, erro
 }
 
 // WatchPolicies calls fn whenever the runtime policies change after rev,
-// until ctx ends. When the watch falls behind compaction it calls fn too,
-// so the caller re-reads the whole set.
+// until ctx ends; after a broken watch it calls fn too, so the caller
+// re-reads the whole set.
 func (s *Store) WatchPolicies(ctx context.Context, rev int64, fn func()) {
-	for ctx.Err() == nil {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wc := s.cli.Watch(wctx, s.prefix+"policies/", clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	watch:
-		for {
-			select {
-			case <-ctx.Done():
-				// Do not wait for the watch to wind down: with the store
-				// unreachable that can take long.
-				cancel()
-				return
-			case resp, ok := <-wc:
-				if !ok || resp.Err() != nil {
-					break watch
-				}
-				rev = resp.Header.Revision
-				if len(resp.Events) > 0 {
-					fn()
-				}
-			}
-		}
-		cancel()
-		// The watch ended (compaction, lost leader, store down): re-read
-		// everything from now on, after a pause.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		cctx, cancel := s.ctx(ctx)
-		resp, err := s.cli.Get(cctx, s.prefix+"policies/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-		cancel()
-		if err == nil {
-			rev = resp.Header.Revision
+	s.follow(ctx, s.prefix+"policies/", rev, func(evs []*clientv3.Event) {
+		if len(evs) > 0 {
 			fn()
 		}
-	}
+	}, fn)
 }

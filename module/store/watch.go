@@ -38,45 +38,59 @@ func (s *Store) SharedSecret(ctx context.Context, name string) ([]byte, error) {
 }
 
 // WatchRequests calls fn with every request written from now on, until
-// ctx ends; after a broken watch it resumes from the last revision seen.
+// ctx ends.
 func (s *Store) WatchRequests(ctx context.Context, fn func(*record.Record)) {
-	rev := int64(0)
+	s.follow(ctx, s.prefix+"requests/", 0, func(evs []*clientv3.Event) {
+		for _, ev := range evs {
+			if ev.Type != clientv3.EventTypePut {
+				continue
+			}
+			if rec, err := decode(ev.Kv.Value); err == nil {
+				fn(rec)
+			}
+		}
+	}, func() {})
+}
+
+// follow watches the keys under prefix after revision rev (0: from now)
+// until ctx ends, passing each batch of events to fn. A broken watch (lost
+// leader, store down, compaction) is resumed after a pause from the last
+// revision seen; resumed is called then, since events may have been missed
+// (always so after compaction, when it goes on from now).
+func (s *Store) follow(ctx context.Context, prefix string, rev int64, fn func([]*clientv3.Event), resumed func()) {
 	for ctx.Err() == nil {
 		opts := []clientv3.OpOption{clientv3.WithPrefix()}
 		if rev > 0 {
 			opts = append(opts, clientv3.WithRev(rev+1))
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wc := s.cli.Watch(wctx, s.prefix+"requests/", opts...)
+		wc := s.cli.Watch(wctx, prefix, opts...)
 	watch:
 		for {
 			select {
 			case <-ctx.Done():
+				// Do not wait for the watch to wind down: with the store
+				// unreachable that can take long.
 				cancel()
 				return
 			case resp, ok := <-wc:
 				if !ok || resp.Err() != nil {
 					if resp.CompactRevision > 0 {
-						rev = 0 // fell behind compaction: from now on
+						rev = 0
 					}
 					break watch
 				}
 				rev = resp.Header.Revision
-				for _, ev := range resp.Events {
-					if ev.Type != clientv3.EventTypePut {
-						continue
-					}
-					if rec, err := decode(ev.Kv.Value); err == nil {
-						fn(rec)
-					}
-				}
+				fn(resp.Events)
 			}
 		}
 		cancel()
 		select {
 		case <-ctx.Done():
+			return
 		case <-time.After(time.Second):
 		}
+		resumed()
 	}
 }
 
