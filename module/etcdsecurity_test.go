@@ -67,9 +67,9 @@ func pki(t *testing.T, dir string) map[string]string {
 }
 
 // loadSite runs a gateway site whose store block is given.
-func loadSite(t *testing.T, storeBlock string) (*gateway, error) {
+func loadSite(t *testing.T, storeBlock, logFile string) (*gateway, error) {
 	t.Helper()
-	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t), store: storeBlock}
+	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t), store: storeBlock, logFile: logFile}
 	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
 	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(g.caddyfile("")), nil)
 	if err != nil {
@@ -134,7 +134,8 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		return fmt.Sprintf("store etcd {\n\t\t\tendpoints %s\n\t\t\ttls_ca %s\n\t\t\ttls_cert %s\n\t\t\ttls_key %s\n\t\t\tusername gateway\n\t\t\tpassword %s\n\t\t}",
 			srv.Endpoint, files["ca.pem"], files["client.pem"], files["client-key.pem"], password)
 	}
-	g, err := loadSite(t, block("{env.ETCD_PASSWORD}"))
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	g, err := loadSite(t, block("{env.ETCD_PASSWORD}"), logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,11 +148,12 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	// A wrong password: judged calls are refused (fail closed), and the
 	// password is in no error.
 	t.Setenv("WRONG_PASSWORD", "not-the-pw-123")
-	g2, err := loadSite(t, block("{env.WRONG_PASSWORD}"))
+	g2, err := loadSite(t, block("{env.WRONG_PASSWORD}"), logFile)
 	if err != nil {
 		if strings.Contains(err.Error(), "not-the-pw-123") {
 			t.Fatalf("the error shows the password: %v", err)
 		}
+		checkLog(t, logFile, alice, bob)
 		return
 	}
 	a := g2.call("DELETE", "/apps/2", alice, "", "Approval-Justification", "x")
@@ -160,5 +162,21 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	}
 	if g2.backend.mutating() != 0 {
 		t.Fatal("a call passed without the store")
+	}
+	checkLog(t, logFile, alice, bob)
+}
+
+// checkLog fails if the debug log holds a password or a token.
+func checkLog(t *testing.T, logFile string, more ...string) {
+	t.Helper()
+	_ = caddy.Stop() // flush
+	b, err := os.ReadFile(logFile)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("no log written: %v", err)
+	}
+	for _, secret := range append([]string{"s3cr3t-etcd-pw", "not-the-pw-123", "root-pw"}, more...) {
+		if strings.Contains(string(b), secret) {
+			t.Fatalf("the log holds %q", secret)
+		}
 	}
 }

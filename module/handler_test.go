@@ -81,15 +81,20 @@ type gateway struct {
 	port    int
 	dir     string
 	store   string // the store line; default: store embedded <dir>
+	logFile string // when set, Caddy logs everything (debug) to this file
 	backend *counter
 }
 
 func (g *gateway) caddyfile(extra string) string {
+	logging := ""
+	if g.logFile != "" {
+		logging = fmt.Sprintf("\n\tlog {\n\t\toutput file %s\n\t\tlevel DEBUG\n\t}", g.logFile)
+	}
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
 	auto_https off
-	http_port %d
+	http_port %d%s
 }
 
 http://127.0.0.1:%d {
@@ -106,7 +111,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, g.port, g.port, g.storeLine(), testSecret, extra, strings.TrimPrefix(g.backend.URL, "http://"))
+`, g.port, logging, g.port, g.storeLine(), testSecret, extra, strings.TrimPrefix(g.backend.URL, "http://"))
 }
 
 func (g *gateway) storeLine() string {
