@@ -417,3 +417,35 @@ func TestJWKSPeriodicRefresh(t *testing.T) {
 		t.Fatal("refreshes go on after Close")
 	}
 }
+
+func TestVerifiedTokenCache(t *testing.T) {
+	v := hmacVerifier(t, func(o *Options) { o.Leeway = -1 })
+	tok := sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(1500 * time.Millisecond).Unix() }), "")
+	first, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := v.Verify(tok)
+	if err != nil || second != first {
+		t.Fatalf("second verification did not come from the cache: %v", err)
+	}
+	// A forged token with the same claims is not the cached one.
+	parts := strings.Split(tok, ".")
+	if _, err := v.Verify(parts[0] + "." + parts[1] + ".AAAA"); err == nil {
+		t.Fatal("a forged signature passed")
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if _, err := v.Verify(tok); err == nil {
+		t.Fatal("an expired token passed from the cache")
+	}
+	nc := hmacVerifier(t, func(o *Options) { o.CacheSize = -1 })
+	a, _ := nc.Verify(tok2(t))
+	b, _ := nc.Verify(tok2(t))
+	if a == nil || a == b {
+		t.Fatal("the cache is on though disabled")
+	}
+}
+
+func tok2(t *testing.T) string {
+	return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["jti"] = "fixed" }), "")
+}

@@ -1,0 +1,58 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/internal/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// BenchmarkListPage lists one page of 50 of a requester's requests with
+// 100 and with 100,000 requests stored: a page must cost the same.
+func BenchmarkListPage(b *testing.B) {
+	for _, n := range []int{100, 100000} {
+		b.Run(fmt.Sprintf("stored=%d", n), func(b *testing.B) {
+			cli, _ := etcdtest.Start(b)
+			s, err := New(cli, Options{Timeout: 30 * time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			// Fill the store in large transactions, as Create would lay it out.
+			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			var ops []clientv3.Op
+			flush := func() {
+				if _, err := cli.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+					b.Fatal(err)
+				}
+				ops = ops[:0]
+			}
+			for i := range n {
+				r := newRecord([]string{"alice", "bob", "carol"}[i%3], fmt.Sprintf("apps/%d", i))
+				r.ID, _ = NewID(base.Add(time.Duration(i) * time.Second))
+				val, _ := json.Marshal(r)
+				ops = append(ops, clientv3.OpPut(s.requestKey(r.ID), string(val)),
+					clientv3.OpPut(s.requesterIndex(r.Requester.Subject)+r.ID, ""),
+					clientv3.OpPut(s.groupIndex("approvers")+r.ID, ""))
+				if len(ops) >= 120 {
+					flush()
+				}
+			}
+			if len(ops) > 0 {
+				flush()
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				recs, _, err := s.List(ctx, ListOptions{Requester: "alice", Limit: 50})
+				if err != nil || len(recs) != 50 {
+					b.Fatal(len(recs), err)
+				}
+			}
+		})
+	}
+}
