@@ -61,11 +61,25 @@ func newConsoleHarness(t *testing.T) *consoleHarness {
 // through the provider's pages.
 func (c *consoleHarness) person(user string) context.Context {
 	c.t.Helper()
+	// Chromium's helper processes may still write to the profile after the
+	// browser exits: remove it best-effort, not as a t.TempDir.
+	profile, err := os.MkdirTemp("", "approval-console-chromium-")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		for range 10 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
 	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(c.chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(c.t.TempDir()))
+		chromedp.UserDataDir(profile))
 	c.t.Cleanup(cancel)
 	ctx, cancelTab := chromedp.NewContext(alloc)
 	c.t.Cleanup(cancelTab)
