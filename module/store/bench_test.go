@@ -34,9 +34,10 @@ func BenchmarkListPage(b *testing.B) {
 				r := newRecord([]string{"alice", "bob", "carol"}[i%3], fmt.Sprintf("apps/%d", i))
 				r.ID, _ = NewID(base.Add(time.Duration(i) * time.Second))
 				val, _ := json.Marshal(r)
-				ops = append(ops, clientv3.OpPut(s.requestKey(r.ID), string(val)),
-					clientv3.OpPut(s.requesterIndex(r.Requester.Subject)+r.ID, ""),
-					clientv3.OpPut(s.groupIndex("approvers")+r.ID, ""))
+				ops = append(ops, clientv3.OpPut(s.requestKey(r.ID), string(val)))
+				for _, k := range s.indexKeys(r) {
+					ops = append(ops, clientv3.OpPut(k, ""))
+				}
 				if len(ops) >= 120 {
 					flush()
 				}

@@ -99,11 +99,12 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 		return nil, "", err
 	}
 	limit := pageSize(o.Limit)
-	var prefixes []string
+	prefixes := []string{s.timeIndex()}
 	switch {
 	case o.Requester != "":
 		prefixes = []string{s.requesterIndex(o.Requester)}
 	case len(o.Groups) > 0:
+		prefixes = nil
 		for _, g := range o.Groups {
 			prefixes = append(prefixes, s.groupIndex(g))
 		}
@@ -134,79 +135,69 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 	}
 }
 
-// rangeDesc reads up to n keys of [prefix+lower, prefix+upper), newest
-// first.
-func rangeDesc(prefix, lower, upper string, n int, opts ...clientv3.OpOption) clientv3.Op {
-	end := clientv3.GetPrefixRangeEnd(prefix)
+// rangeNewest reads up to n index keys under prefix with ids in
+// [lower, upper), newest first: the keys hold inverted ids, so this is an
+// ascending range, which etcd limits without reading the rest.
+func rangeNewest(prefix, lower, upper string, n int) clientv3.Op {
+	start := prefix
 	if upper != "" {
-		end = prefix + upper
+		// ids below upper: inverted, above it. A full id is excluded
+		// itself; a time floor (a prefix of ids) excludes all it begins.
+		start = prefix + invertID(upper) + "\xff"
 	}
-	opts = append(opts, clientv3.WithRange(end),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(n)))
-	return clientv3.OpGet(prefix+lower, opts...)
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	if lower != "" {
+		end = prefix + invertID(lower) + "\xff"
+	}
+	return clientv3.OpGet(start, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(n)))
 }
 
 // scan returns up to n records with ids in [lower, upper), newest first,
-// from the request keys themselves (prefixes empty) or from index prefixes
-// merged; the last id scanned; and whether more may follow.
+// from index prefixes merged, the last id scanned, and whether more may
+// follow.
 func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string, n int) ([]*record.Record, string, bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if len(prefixes) == 0 {
-		resp, err := s.cli.Do(ctx, rangeDesc(s.prefix+"requests/", lower, upper, n))
-		if err != nil {
-			return nil, "", false, unavailable(err)
-		}
-		kvs := resp.Get().Kvs
-		out := make([]*record.Record, 0, len(kvs))
-		for _, kv := range kvs {
-			rec, err := decode(kv.Value)
-			if err != nil {
-				return nil, "", false, err
-			}
-			out = append(out, rec)
-		}
-		last := upper
-		if len(out) > 0 {
-			last = out[len(out)-1].ID
-		}
-		return out, last, resp.Get().More, nil
-	}
-
 	// One round trip for the index ranges, one for the records.
 	ops := make([]clientv3.Op, len(prefixes))
 	for i, p := range prefixes {
-		ops[i] = rangeDesc(p, lower, upper, n, clientv3.WithKeysOnly())
+		ops[i] = rangeNewest(p, lower, upper, n)
 	}
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, "", false, unavailable(err)
 	}
-	// Ids below the highest last id of a cut-off range may be missing from
-	// that range: keep only ids at or above it, and say more follow.
-	var ids []string
-	floor, more := "", false
+	// Keys past the lowest last key of a cut-off range may be missing from
+	// that range: keep only inverted ids up to it, and say more follow.
+	var inv []string
+	ceiling, more := "", false
 	for i, r := range resp.Responses {
 		rr := r.GetResponseRange()
 		for _, kv := range rr.Kvs {
-			ids = append(ids, strings.TrimPrefix(string(kv.Key), prefixes[i]))
+			inv = append(inv, strings.TrimPrefix(string(kv.Key), prefixes[i]))
 		}
 		if rr.More && len(rr.Kvs) > 0 {
 			more = true
-			floor = max(floor, strings.TrimPrefix(string(rr.Kvs[len(rr.Kvs)-1].Key), prefixes[i]))
+			last := strings.TrimPrefix(string(rr.Kvs[len(rr.Kvs)-1].Key), prefixes[i])
+			if ceiling == "" || last < ceiling {
+				ceiling = last
+			}
 		}
 	}
-	slices.Sort(ids)
-	slices.Reverse(ids)
-	ids = slices.Compact(ids)
-	if floor != "" {
-		ids = slices.DeleteFunc(ids, func(id string) bool { return id < floor })
+	slices.Sort(inv)
+	inv = slices.Compact(inv)
+	if ceiling != "" {
+		inv = slices.DeleteFunc(inv, func(k string) bool { return k > ceiling })
 	}
-	if len(ids) > n {
-		ids, more = ids[:n], true
+	if len(inv) > n {
+		inv, more = inv[:n], true
 	}
-	if len(ids) == 0 {
+	if len(inv) == 0 {
 		return nil, upper, false, nil
+	}
+	ids := make([]string, len(inv))
+	for i, k := range inv {
+		ids[i] = invertID(k)
 	}
 	recs, err := s.getMany(ctx, ids)
 	if err != nil {
@@ -240,6 +231,18 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]*record.Record, er
 	return out, nil
 }
 
+// auditRange reads up to n audit keys of [prefix+lower, prefix+upper),
+// newest first. (etcd sorts such a range whole: the audit log is an admin
+// tool, read rarely.)
+func auditRange(prefix, lower, upper string, n int) clientv3.Op {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	if upper != "" {
+		end = prefix + upper
+	}
+	return clientv3.OpGet(prefix+lower, clientv3.WithRange(end),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(int64(n)))
+}
+
 // AuditOptions selects a page of the audit log, newest first.
 type AuditOptions struct {
 	RequestID string
@@ -266,7 +269,7 @@ func (s *Store) Audit(ctx context.Context, o AuditOptions) ([]record.AuditEvent,
 	var out []record.AuditEvent
 	for {
 		cctx, cancel := s.ctx(ctx)
-		resp, err := s.cli.Do(cctx, rangeDesc(s.prefix+"audit/", lower, upper, batch))
+		resp, err := s.cli.Do(cctx, auditRange(s.prefix+"audit/", lower, upper, batch))
 		cancel()
 		if err != nil {
 			return nil, "", unavailable(err)

@@ -123,6 +123,35 @@ func (s *Store) resourceKey(r string) string { return s.prefix + "resources/" + 
 func (s *Store) requesterIndex(sub string) string {
 	return s.prefix + "by-requester/" + url.PathEscape(sub) + "/"
 }
+func (s *Store) timeIndex() string { return s.prefix + "by-time/" }
+
+// indexKeys are the list index keys of a request: by time, by requester,
+// and by each approver group. They hold the id inverted, so that ascending
+// key order is newest first: etcd applies a range's limit before sorting
+// only in ascending key order.
+func (s *Store) indexKeys(rec *record.Record) []string {
+	inv := invertID(rec.ID)
+	keys := []string{s.timeIndex() + inv, s.requesterIndex(rec.Requester.Subject) + inv}
+	for _, q := range rec.Approvers {
+		keys = append(keys, s.groupIndex(q.Group)+inv)
+	}
+	return keys
+}
+
+// invertID maps each hex digit d of an id to f-d, reversing the id order.
+func invertID(id string) string {
+	b := []byte(id)
+	for i, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			b[i] = "fedcba9876"[c-'0']
+		case 'a' <= c && c <= 'f':
+			b[i] = "543210"[c-'a']
+		}
+	}
+	return string(b)
+}
+
 func (s *Store) groupIndex(group string) string {
 	return s.prefix + "by-group/" + url.PathEscape(group) + "/"
 }
@@ -183,11 +212,10 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 		clientv3.OpPut(claim, rec.ID),
 		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
 		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
-		clientv3.OpPut(s.requesterIndex(rec.Requester.Subject)+rec.ID, ""),
 		clientv3.OpPut(pending+rec.ID, ""),
 	}
-	for _, q := range rec.Approvers {
-		ops = append(ops, clientv3.OpPut(s.groupIndex(q.Group)+rec.ID, ""))
+	for _, k := range s.indexKeys(rec) {
+		ops = append(ops, clientv3.OpPut(k, ""))
 	}
 	audit, err := s.auditOps(rec, rec.History, o.ClientIP)
 	if err != nil {
@@ -315,10 +343,9 @@ func (s *Store) CreateBypassed(ctx context.Context, rec *record.Record, body []b
 	ops := []clientv3.Op{
 		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
 		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
-		clientv3.OpPut(s.requesterIndex(rec.Requester.Subject)+rec.ID, ""),
 	}
-	for _, q := range rec.Approvers {
-		ops = append(ops, clientv3.OpPut(s.groupIndex(q.Group)+rec.ID, ""))
+	for _, k := range s.indexKeys(rec) {
+		ops = append(ops, clientv3.OpPut(k, ""))
 	}
 	audit, err := s.auditOps(rec, rec.History, clientIP)
 	if err != nil {

@@ -87,14 +87,13 @@ func (s *Store) Remove(ctx context.Context, rec *record.Record, rev int64) (bool
 	ops := []clientv3.Op{
 		clientv3.OpDelete(key),
 		clientv3.OpDelete(s.payloadKey(rec.ID)),
-		clientv3.OpDelete(s.requesterIndex(rec.Requester.Subject) + rec.ID),
 		clientv3.OpDelete(s.pendingIndex(rec.Requester.Subject) + rec.ID),
 		clientv3.OpDelete(s.sealedKey(rec.ID)),
 		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
 			[]clientv3.Op{clientv3.OpDelete(claim)}, nil),
 	}
-	for _, q := range rec.Approvers {
-		ops = append(ops, clientv3.OpDelete(s.groupIndex(q.Group)+rec.ID))
+	for _, k := range s.indexKeys(rec) {
+		ops = append(ops, clientv3.OpDelete(k))
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
