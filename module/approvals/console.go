@@ -483,17 +483,11 @@ func (c *console) act(w http.ResponseWriter, r *http.Request, p *page, sess *ses
 // complete claims and replays a request from the console; the replay
 // carries the user's access token from the login.
 func (c *console) complete(r *http.Request, who *identity.Identity, sess *session, id string, next Next) error {
-	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
-	rec, err := c.s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, c.s.o.Clock()) })
-	if err != nil {
-		return err
-	}
-	c.s.audit(rec, who.Subject, "completing", "", r)
 	auth := r.Header.Get("Authorization") // an upstream layer's own
 	if sess.Token != "" {
 		auth = "Bearer " + sess.Token
 	}
-	_, err = c.s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: c.s.o.ResultExcerpt}, r, rec, auth, next)
+	_, err := c.s.claimAndReplay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: c.s.o.ResultExcerpt}, r, who, id, auth, next)
 	return err
 }
 

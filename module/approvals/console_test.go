@@ -237,4 +237,23 @@ func TestConsoleInABrowser(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a post without the CSRF token answered %d", resp.StatusCode)
 	}
+
+	// No cookie value and no token is ever rendered.
+	var html string
+	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`), chromedp.OuterHTML("html", &html))
+	for _, ck := range cookies {
+		if len(ck.Value) > 8 && strings.Contains(html, ck.Value) {
+			t.Fatalf("the page renders the %s cookie", ck.Name)
+		}
+	}
+	if strings.Contains(html, token) {
+		t.Fatal("the page renders a token")
+	}
+
+	// Signing out ends the session: the console asks to sign in again.
+	c.run(bob, chromedp.Click(`header form button`), chromedp.WaitVisible(`a.button.primary`))
+	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
+	if got := c.text(bob, `main`); !strings.Contains(got, "Sign in") {
+		t.Fatalf("after signing out: %s", got)
+	}
 }

@@ -27,17 +27,8 @@ const (
 // at most once, since only one claim can move it from approved to
 // completing. The backend's answer goes to the caller as is.
 func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string, next Next) {
-	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
-	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.o.Clock()) })
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s.audit(rec, who.Subject, "completing", "", r)
-	// Before the replay: the backend's answer goes straight to the caller.
-	s.o.Annotate(r, "approval_completing", rec.Policy, rec)
 	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
-	final, err := s.replay(cw, r, rec, r.Header.Get("Authorization"), next)
+	final, err := s.claimAndReplay(cw, r, who, id, r.Header.Get("Authorization"), next)
 	if cw.status != 0 {
 		return // the backend's answer is the caller's answer
 	}
@@ -50,6 +41,21 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 		e = e.with("request", final)
 	}
 	writeError(w, e)
+}
+
+// claimAndReplay claims request id for its requester, who, and replays it
+// through cw with auth as its Authorization: the one path of completion,
+// from the API and from the console.
+func (s *Service) claimAndReplay(cw *captureWriter, r *http.Request, who *identity.Identity, id, auth string, next Next) (*record.Record, error) {
+	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.o.Clock()) })
+	if err != nil {
+		return nil, err
+	}
+	s.audit(rec, who.Subject, "completing", "", r)
+	// Before the replay: the backend's answer may go straight to the caller.
+	s.o.Annotate(r, "approval_completing", rec.Policy, rec)
+	return s.replay(cw, r, rec, auth, next)
 }
 
 // replay sends a claimed request to next through cw and records the
