@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -163,15 +164,15 @@ func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string
 	for i, p := range prefixes {
 		ops[i] = rangeNewest(p, lower, upper, n)
 	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	responses, err := s.readAll(ctx, ops)
 	if err != nil {
-		return nil, "", false, unavailable(err)
+		return nil, "", false, err
 	}
 	// Keys past the lowest last key of a cut-off range may be missing from
 	// that range: keep only inverted ids up to it, and say more follow.
 	var inv []string
 	ceiling, more := "", false
-	for i, r := range resp.Responses {
+	for i, r := range responses {
 		rr := r.GetResponseRange()
 		for _, kv := range rr.Kvs {
 			inv = append(inv, strings.TrimPrefix(string(kv.Key), prefixes[i]))
@@ -212,12 +213,12 @@ func (s *Store) getMany(ctx context.Context, ids []string) ([]*record.Record, er
 	for i, id := range ids {
 		gets[i] = clientv3.OpGet(s.requestKey(id))
 	}
-	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	responses, err := s.readAll(ctx, gets)
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, err
 	}
 	out := make([]*record.Record, 0, len(ids))
-	for _, r := range resp.Responses {
+	for _, r := range responses {
 		kvs := r.GetResponseRange().Kvs
 		if len(kvs) == 0 {
 			continue // removed since the index was read
@@ -292,4 +293,25 @@ func (s *Store) Audit(ctx context.Context, o AuditOptions) ([]record.AuditEvent,
 			return out, "", nil
 		}
 	}
+}
+
+// maxTxnOps is etcd's default limit on the operations of one transaction
+// (--max-txn-ops); reads are split to stay under it on any cluster.
+const maxTxnOps = 128
+
+// readAll runs read operations in as few transactions as etcd allows and
+// returns their responses in order. Each transaction is one consistent
+// snapshot; callers tolerate keys removed between chunks.
+func (s *Store) readAll(ctx context.Context, ops []clientv3.Op) ([]*etcdserverpb.ResponseOp, error) {
+	out := make([]*etcdserverpb.ResponseOp, 0, len(ops))
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), maxTxnOps)]
+		ops = ops[len(chunk):]
+		resp, err := s.cli.Txn(ctx).Then(chunk...).Commit()
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		out = append(out, resp.Responses...)
+	}
+	return out, nil
 }

@@ -254,3 +254,36 @@ func TestUnreachableStoreIsUnavailable(t *testing.T) {
 		t.Fatalf("get: %v", err)
 	}
 }
+
+// A page read through a filter fetches hundreds of records per round trip:
+// more than etcd allows in one transaction (128 operations by default).
+func TestListReadsMoreRecordsThanOneTransactionHolds(t *testing.T) {
+	s := newStore(t)
+	const n = 300
+	var want []string
+	for i := range n {
+		r := newRecord("alice", fmt.Sprintf("apps/%d", i))
+		if i%100 == 7 {
+			r.Status = record.Completing
+			want = append([]string{r.ID}, want...)
+		}
+		if err := s.Create(ctx, r, nil, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, next, err := s.List(ctx, ListOptions{Statuses: []record.Status{record.Completing}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || next != "" {
+		t.Fatalf("got %v (next %q), want %v", got, next, want)
+	}
+	recs, _, err = s.List(ctx, ListOptions{Limit: MaxLimit})
+	if err != nil || len(recs) != n {
+		t.Fatalf("a page of %d: %d records, %v", MaxLimit, len(recs), err)
+	}
+}
