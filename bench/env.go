@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// secret signs the benchmark's tokens (HS256).
+const secret = "bench-secret-bench-secret-bench-secret"
+
+// globalOptions are the same for plain Caddy and the gateway.
+const globalOptions = `{
+	admin 127.0.0.1:%d
+	auto_https off
+	persist_config off
+	storage file_system %s
+}
+`
+
+// env is the running side-by-side setup.
+type env struct {
+	work, bin        string
+	backendAddr      string
+	backend, plain   *proc
+	gateway          *proc
+	plainURL, gwURL  string
+	gwAdmin          string
+	etcd             *clientv3.Client
+	reader, releaser string   // a token for GETs; one of a trusted app releaser
+	requesters       []string // tokens of distinct requesters (parks)
+	approvers        []string // app-approvers, on-call-approvers
+}
+
+func newEnv(work, bin string) (*env, error) {
+	e := &env{work: work, bin: bin}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	e.backendAddr = fmt.Sprintf("127.0.0.1:%d", freePort())
+	if e.backend, err = start(work, "backend", "http://"+e.backendAddr+"/", nil, self, "backend", e.backendAddr); err != nil {
+		return nil, err
+	}
+	plainPort, gwPort, etcdPort := freePort(), freePort(), freePort()
+	e.plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
+	e.gwURL = fmt.Sprintf("http://127.0.0.1:%d", gwPort)
+	plain := fmt.Sprintf(globalOptions, freePort(), filepath.Join(work, "plain-storage")) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	reverse_proxy %s
+}
+`, plainPort, e.backendAddr)
+	adminPort := freePort()
+	e.gwAdmin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	policies, err := filepath.Abs("policies")
+	if err != nil {
+		return nil, err
+	}
+	gw := fmt.Sprintf(globalOptions, adminPort, filepath.Join(work, "gateway-storage")) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	approval_gateway {
+		store embedded %s {
+			listen http://127.0.0.1:%d
+		}
+		identity jwt {
+			secret {env.BENCH_SECRET}
+		}
+		policies %s
+	}
+	reverse_proxy %s
+}
+`, gwPort, filepath.Join(work, "etcd"), etcdPort, policies, e.backendAddr)
+	if e.plain, err = e.caddy("plain", plain, e.plainURL+"/"); err != nil {
+		return nil, err
+	}
+	if e.gateway, err = e.caddy("gateway", gw, e.gwURL+"/.approvals/healthz"); err != nil {
+		return nil, err
+	}
+	e.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", etcdPort)}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	e.reader = token("reader", "it-ops")
+	e.releaser = token("releaser", "app-release-managers")
+	for i := range 5000 {
+		e.requesters = append(e.requesters, token(fmt.Sprintf("requester-%d", i), "it-ops"))
+	}
+	e.approvers = []string{token("approver-1", "app-approvers"), token("approver-2", "on-call-approvers")}
+	return e, nil
+}
+
+// caddy starts the gateway binary on a Caddyfile.
+func (e *env) caddy(name, caddyfile, ready string) (*proc, error) {
+	file := filepath.Join(e.work, name+".Caddyfile")
+	if err := os.WriteFile(file, []byte(caddyfile), 0o644); err != nil {
+		return nil, err
+	}
+	return start(e.work, name, ready, []string{"BENCH_SECRET=" + secret, "XDG_DATA_HOME=" + e.work, "XDG_CONFIG_HOME=" + e.work},
+		e.bin, "run", "--config", file, "--adapter", "caddyfile")
+}
+
+func (e *env) stop() {
+	if e.etcd != nil {
+		e.etcd.Close()
+		e.etcd = nil
+	}
+	for _, p := range []*proc{e.gateway, e.plain, e.backend} {
+		p.stop()
+	}
+	e.gateway, e.plain, e.backend = nil, nil, nil
+}
+
+// token mints a one-day HS256 token.
+func token(sub string, groups ...string) string {
+	now := time.Now()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "groups": groups,
+		"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix()}).SignedString([]byte(secret))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"log"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// memoryResult is the gateway's resident memory with few and with many
+// pending requests in its store.
+type memoryResult struct {
+	Store   string `json:"store"`
+	Pending []int  `json:"pending"`
+	// AfterParking is the RSS of the gateway that parked them, right after.
+	AfterParking []int64 `json:"rss_after_parking_bytes"`
+	// Serving is the RSS of a fresh gateway on that store after the same
+	// workload (sweeps over every pending request, list pages, reads).
+	Serving []int64 `json:"rss_serving_bytes"`
+	// ListP50 is the median time of a first page of all requests.
+	ListP50 []float64 `json:"list_page_p50_ms"`
+	Targets []target  `json:"targets"`
+}
+
+func (m memoryResult) line() string {
+	return fmt.Sprintf("memory: pending %v: RSS after parking %v MiB, serving %v MiB; list page p50 %v ms; targets %+v",
+		m.Pending, mib(m.AfterParking), mib(m.Serving), m.ListP50, m.Targets)
+}
+
+func mib(bs []int64) []float64 {
+	out := make([]float64, len(bs))
+	for i, b := range bs {
+		out[i] = round1(float64(b) / (1 << 20))
+	}
+	return out
+}
+
+// memory parks 100 and 10,000 requests through a gateway on an etcd of its
+// own process (so the figure is the gateway's memory, not etcd's), and
+// measures the RSS of that gateway and of a fresh one serving the store.
+func memory(work, bin string, c config) (memoryResult, error) {
+	m := memoryResult{Store: "etcd as a separate process (one member)", Pending: []int{100, 10000}}
+	client, peer := fmt.Sprintf("http://127.0.0.1:%d", freePort()), fmt.Sprintf("http://127.0.0.1:%d", freePort())
+	etcd, err := start(work, "etcd", client+"/health", nil, filepath.Join(work, "etcdmember"),
+		"-name", "m0", "-dir", filepath.Join(work, "etcd-external"), "-client", client, "-peer", peer, "-cluster", "m0="+peer)
+	if err != nil {
+		return m, err
+	}
+	defer etcd.stop()
+	for _, n := range m.Pending {
+		e := &env{work: work, bin: bin}
+		for i := range 5000 {
+			e.requesters = append(e.requesters, token(fmt.Sprintf("requester-%d", i), "it-ops"))
+		}
+		e.reader = token("auditor", "approval-admins")
+		gw := func(name string) (*proc, error) {
+			port := freePort()
+			e.gwURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+			policies, _ := filepath.Abs("policies")
+			cfg := fmt.Sprintf(globalOptions, freePort(), filepath.Join(work, name+"-storage")) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	approval_gateway {
+		store etcd {
+			endpoints %s
+			prefix /rss-%d/
+		}
+		identity jwt {
+			secret {env.BENCH_SECRET}
+		}
+		policies %s
+		admin_groups approval-admins
+		sweep_interval 1s
+	}
+	reverse_proxy 127.0.0.1:%d
+}
+`, port, client, n, policies, freePort())
+			return e.caddy(name, cfg, e.gwURL+"/.approvals/healthz")
+		}
+		filler, err := gw(fmt.Sprintf("filler-%d", n))
+		if err != nil {
+			return m, err
+		}
+		log.Printf("memory: parking %d", n)
+		if err := park(e, n); err != nil {
+			filler.stop()
+			return m, err
+		}
+		time.Sleep(3 * time.Second)
+		rss, err := filler.rss()
+		filler.stop()
+		if err != nil {
+			return m, err
+		}
+		m.AfterParking = append(m.AfterParking, rss)
+
+		served, err := gw(fmt.Sprintf("served-%d", n))
+		if err != nil {
+			return m, err
+		}
+		p50, err := serve(e, 10*time.Second)
+		if err == nil {
+			time.Sleep(3 * time.Second)
+			rss, err = served.rss()
+		}
+		served.stop()
+		if err != nil {
+			return m, err
+		}
+		m.Serving = append(m.Serving, rss)
+		m.ListP50 = append(m.ListP50, p50)
+	}
+	a := ratio(float64(m.AfterParking[1]), float64(m.AfterParking[0]))
+	s := ratio(float64(m.Serving[1]), float64(m.Serving[0]))
+	l := ratio(m.ListP50[1], m.ListP50[0])
+	m.Targets = []target{
+		{What: "RSS of the parking gateway, 10,000 / 100 pending", Value: a, Want: "≤ 1.10", Met: a <= 1.10},
+		{What: "RSS of a gateway serving the store, 10,000 / 100 pending", Value: s, Want: "≤ 1.10", Met: s <= 1.10},
+		{What: "list page through the API, 10,000 / 100 stored", Value: l, Want: "≤ 2", Met: l <= 2},
+	}
+	return m, nil
+}
+
+// park parks n requests from 32 workers.
+func park(e *env, n int) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				a, err := doJSON("DELETE", fmt.Sprintf("%s/apps/m-%d", e.gwURL, i), e.requesters[i%int64(len(e.requesters))], "CHG-2231 retire the old payroll client", nil)
+				if err != nil || a.status != http.StatusAccepted {
+					errs <- fmt.Errorf("park %d: %v %d", i, err, a.status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// serve runs the same workload on any store for d: list pages of all
+// requests and of one requester, and reads of records, from 4 workers;
+// the sweeper goes over every pending request each second meanwhile. It
+// returns the median time of a first page of all requests.
+func serve(e *env, d time.Duration) (float64, error) {
+	api := e.gwURL + "/.approvals/api/v1/requests"
+	var mu sync.Mutex
+	var lists []time.Duration
+	var firstErr error
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				a, err := doJSON("GET", api+"?view=all&limit=50", e.reader, "", nil)
+				took := time.Since(t0)
+				if err == nil && a.status != http.StatusOK {
+					err = fmt.Errorf("list: %d", a.status)
+				}
+				if err == nil {
+					_, err = doJSON("GET", api+"?view=mine&limit=50", e.requesters[(w*31+i)%100], "", nil)
+				}
+				mu.Lock()
+				lists = append(lists, took)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return quantile(lists, 0.5), firstErr
+}
