@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,7 @@ type config struct {
 	workers  uint64
 	profile  string
 	keep     bool
+	only     string
 }
 
 func main() {
@@ -40,6 +42,7 @@ func main() {
 	flag.Uint64Var(&c.workers, "workers", 32, "connections when driving at full speed")
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the gateway at full load (pprof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data)")
+	flag.StringVar(&c.only, "only", "ABCDM", "the scenarios to run (M: memory)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if _, err := os.Stat("policies/approval.rego"); err != nil {
@@ -88,7 +91,10 @@ func benchmark(c config) error {
 
 	res := results{Date: began.UTC().Format(time.RFC3339), Command: "go run ./bench" + flagsText(c),
 		Machine: machine(), Duration: c.duration.String(), Rounds: c.rounds, Workers: c.workers}
-	for _, s := range []func(*env, config) (scenario, error){scenarioA, scenarioB, scenarioC, scenarioD} {
+	for i, s := range []func(*env, config) (scenario, error){scenarioA, scenarioB, scenarioC, scenarioD} {
+		if !strings.ContainsRune(c.only, rune('A'+i)) {
+			continue
+		}
 		sc, err := s(setup, c)
 		if err != nil {
 			return err
@@ -97,12 +103,14 @@ func benchmark(c config) error {
 		res.Scenarios = append(res.Scenarios, sc)
 	}
 	setup.stop()
-	mem, err := memory(work, bin, c)
-	if err != nil {
-		return err
+	if strings.Contains(c.only, "M") {
+		mem, err := memory(work, bin, c)
+		if err != nil {
+			return err
+		}
+		log.Print(mem.line())
+		res.Memory = mem
 	}
-	log.Print(mem.line())
-	res.Memory = mem
 	res.Took = time.Since(began).Round(time.Second).String()
 	if err := res.write(c.out); err != nil {
 		return err

@@ -9,22 +9,29 @@ import data.approval.lib
 import data.approval.policies
 import data.config
 
-_decisions := [d |
-	some name in sort(object.keys(policies))
-	d := policies[name].decision
-]
+# Only each policy's decision is evaluated (naming policies[name].decision
+# with name unbound), never a policy's whole document; the order is the
+# policies' names.
+_by_name[name] := policies[name].decision
 
-_by_action(action) := [d | some d in _decisions; d.action == action]
+_decisions := [_by_name[name] | some name in sort(object.keys(_by_name))]
 
-decision := _by_action("deny")[0] if {
-	count(_by_action("deny")) > 0
+# The decisions by action, each a rule so it is evaluated once per call.
+_denies := [d | some d in _decisions; d.action == "deny"]
+
+_parks := [d | some d in _decisions; d.action == "require_approval"]
+
+_allows := [d | some d in _decisions; d.action == "allow"]
+
+decision := _denies[0] if {
+	count(_denies) > 0
 } else := object.union(_park, _break_glass) if {
 	_park
 	break_glass_allowed
 } else := _park if {
 	_park
-} else := _by_action("allow")[0] if {
-	count(_by_action("allow")) > 0
+} else := _allows[0] if {
+	count(_allows) > 0
 } else := {
 	"action": "require_approval",
 	"policy": "default",
@@ -36,9 +43,9 @@ decision := _by_action("deny")[0] if {
 # _park is the first park, marked dry_run when its policy is listed in
 # config.dry_run_policies: the call then passes, and the gateway records
 # what would have been asked.
-_park := object.union(_by_action("require_approval")[0], {"dry_run": true}) if {
-	_by_action("require_approval")[0].policy in config.dry_run_policies
-} else := _by_action("require_approval")[0]
+_park := object.union(_parks[0], {"dry_run": true}) if {
+	_parks[0].policy in config.dry_run_policies
+} else := _parks[0]
 
 _break_glass := {
 	"break_glass": true,

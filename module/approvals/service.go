@@ -271,11 +271,10 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 		return nil
 	}
 	now := s.o.Clock()
-	input := policy.Input(policy.Call{
+	d, err := s.o.Policies.Engine().DecideCall(r.Context(), policy.Call{
 		Method: r.Method, Path: r.URL.Path, Host: r.Host, Query: r.URL.Query(),
 		Header: r.Header, Body: body, RemoteIP: s.o.ClientIP(r),
 	}, policy.Caller{Subject: who.Subject, Groups: who.Groups, Claims: who.Claims}, now)
-	d, err := s.o.Policies.Engine().Decide(r.Context(), input)
 	if err != nil {
 		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
 			zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path))

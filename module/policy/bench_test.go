@@ -24,7 +24,7 @@ func BenchmarkDecide(b *testing.B) {
 	b.Run("engine", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			d, err := e.Decide(ctx, Input(c, who, now))
+			d, err := e.DecideCall(ctx, c, who, now)
 			if err != nil || d.Action != RequireApproval {
 				b.Fatal(d, err)
 			}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Call is the part of an HTTP request that policies see.
@@ -92,4 +94,62 @@ func parseBody(b []byte) any {
 		return nil
 	}
 	return v
+}
+
+// InputValue builds the same document as Input, directly as a Rego value,
+// so a decision skips converting Go maps on every call.
+func InputValue(c Call, who Caller, now time.Time) (ast.Value, error) {
+	headers := make([][2]*ast.Term, 0, len(c.Header))
+	for k, vs := range c.Header {
+		lk := strings.ToLower(k)
+		if hiddenHeaders[lk] {
+			continue
+		}
+		headers = append(headers, [2]*ast.Term{ast.StringTerm(lk), stringsTerm(vs)})
+	}
+	query := make([][2]*ast.Term, 0, len(c.Query))
+	for k, vs := range c.Query {
+		query = append(query, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
+	}
+	body := ast.NullTerm()
+	if v := parseBody(c.Body); v != nil {
+		bv, err := ast.InterfaceToValue(v)
+		if err != nil {
+			return nil, err
+		}
+		body = ast.NewTerm(bv)
+	}
+	claims := ast.NewTerm(ast.NewObject())
+	if len(who.Claims) > 0 {
+		cv, err := ast.InterfaceToValue(who.Claims)
+		if err != nil {
+			return nil, err
+		}
+		claims = ast.NewTerm(cv)
+	}
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("method"), ast.StringTerm(c.Method)),
+			ast.Item(ast.StringTerm("path"), ast.StringTerm(c.Path)),
+			ast.Item(ast.StringTerm("host"), ast.StringTerm(c.Host)),
+			ast.Item(ast.StringTerm("query"), ast.ObjectTerm(query...)),
+			ast.Item(ast.StringTerm("headers"), ast.ObjectTerm(headers...)),
+			ast.Item(ast.StringTerm("body"), body),
+			ast.Item(ast.StringTerm("remote_ip"), ast.StringTerm(c.RemoteIP)),
+		)),
+		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("subject"), ast.StringTerm(who.Subject)),
+			ast.Item(ast.StringTerm("groups"), stringsTerm(who.Groups)),
+			ast.Item(ast.StringTerm("claims"), claims),
+		)),
+		ast.Item(ast.StringTerm("time"), ast.StringTerm(now.UTC().Format(time.RFC3339))),
+	), nil
+}
+
+func stringsTerm(ss []string) *ast.Term {
+	ts := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		ts[i] = ast.StringTerm(s)
+	}
+	return ast.ArrayTerm(ts...)
 }

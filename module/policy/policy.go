@@ -108,7 +108,8 @@ func LoadWith(ctx context.Context, dir, query string, extra []Module, logger *za
 	}
 	opts := []func(*rego.Rego){
 		rego.Query(query),
-		rego.Store(inmem.NewFromObject(docs)),
+		// Data held as Rego values: reads during evaluation convert nothing.
+		rego.Store(inmem.NewFromObjectWithOpts(docs, inmem.OptReturnASTValuesOnRead(true))),
 		rego.EnablePrintStatements(true),
 		rego.PrintHook(printHook{logger}),
 		rego.StrictBuiltinErrors(true),
@@ -152,8 +153,27 @@ func (e *Engine) Current() *Policy { return e.current.Load() }
 // no result, several results, malformed decision) it returns a deny decision
 // and the error, which the caller logs: the call fails closed.
 func (e *Engine) Decide(ctx context.Context, input map[string]any) (Decision, error) {
+	v, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return failClosed, fmt.Errorf("input: %w", err)
+	}
+	return e.DecideValue(ctx, v)
+}
+
+// DecideCall decides a call, building its input directly as a Rego value
+// (InputValue): the gateway's hot path.
+func (e *Engine) DecideCall(ctx context.Context, c Call, who Caller, now time.Time) (Decision, error) {
+	v, err := InputValue(c, who, now)
+	if err != nil {
+		return failClosed, fmt.Errorf("input: %w", err)
+	}
+	return e.DecideValue(ctx, v)
+}
+
+// DecideValue is Decide for an input already built as a Rego value.
+func (e *Engine) DecideValue(ctx context.Context, input ast.Value) (Decision, error) {
 	p := e.current.Load()
-	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return failClosed, fmt.Errorf("evaluating %s: %w", p.Query, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -247,5 +248,38 @@ func TestSwapIsWhole(t *testing.T) {
 	d, _ := e.Decide(context.Background(), Input(call("POST", "/x", ""), alice, time.Now()))
 	if d.Action != Deny || e.Current() != p2 {
 		t.Fatalf("swap not in force: %+v", d)
+	}
+}
+
+// InputValue must build exactly the document Input does: policies see one
+// contract whichever path built it.
+func TestInputValueIsInput(t *testing.T) {
+	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.FixedZone("CET", 3600))
+	calls := []Call{
+		call("POST", "/devices/2/wipe", `{"reason":"stolen","count":3,"ratio":0.5,"tags":["a",null,true],"nested":{"x":{}}}`),
+		call("DELETE", "/apps/7", ``),
+		call("PUT", "/rbac/roles/1", `not json`),
+		{Method: "PATCH", Path: "/x", Host: "h", RemoteIP: "10.0.0.1",
+			Query:  url.Values{"force": {"true", "1"}, "empty": {}},
+			Header: http.Header{"Authorization": {"Bearer secret"}, "Cookie": {"c=1"}, "X-Multi": {"a", "b"}, "Proxy-Authorization": {"p"}}},
+	}
+	callers := []Caller{
+		{Subject: "alice", Groups: []string{"it-ops", "approvers"}, Claims: map[string]any{"sub": "alice", "n": json.Number("12"), "org": map[string]any{"unit": []any{"a"}}}},
+		{Subject: "bob"},
+	}
+	for _, c := range calls {
+		for _, who := range callers {
+			want, err := ast.InterfaceToValue(Input(c, who, now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := InputValue(c, who, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Compare(want) != 0 {
+				t.Fatalf("%s %s as %s:\n got %v\nwant %v", c.Method, c.Path, who.Subject, got, want)
+			}
+		}
 	}
 }
