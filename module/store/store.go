@@ -35,13 +35,16 @@ type Options struct {
 	Observe func(op string, d time.Duration, err error)
 }
 
-// Store is the etcd-backed request store. It is safe for concurrent use and
-// keeps no state of its own: several gateways on one etcd act as one.
+// Store is the etcd-backed request store. It is safe for concurrent use.
+// Several gateways on one etcd act as one: the only state it keeps is a
+// hint (each requester's last known pending count), and every write is
+// fenced on what is actually stored.
 type Store struct {
 	cli     *clientv3.Client
 	prefix  string
 	timeout time.Duration
 	observe func(op string, d time.Duration, err error)
+	pending pendingCounts
 }
 
 // New returns a Store using cli, which the caller keeps and closes.
@@ -227,32 +230,72 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if o.MaxPending <= 0 {
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)).
+			Then(ops...).Else(clientv3.OpGet(claim)).Commit()
+		if err != nil {
+			return unavailable(err)
+		}
+		return claimed(resp)
+	}
+	// The cap is fenced on the requester's pending keys: the write only
+	// happens if none changed since the count it relies on. The count is
+	// the one this gateway last saw (kept up to date by its own writes), so
+	// a park is one round trip; when another gateway parked for the same
+	// requester meanwhile, the failed write returns the fresh count and is
+	// tried again. A requester's parks on this gateway go one at a time, so
+	// they do not fence each other out.
+	unlock := s.pending.lock(rec.Requester.Subject)
+	defer unlock()
+	known := s.pending.get(rec.Requester.Subject)
 	for range maxAttempts {
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)}
-		if o.MaxPending > 0 {
+		if known.n >= int64(o.MaxPending) {
+			// At the cap by the last count: count afresh (some may have ended).
 			resp, err := s.cli.Get(ctx, pending, clientv3.WithPrefix(), clientv3.WithCountOnly())
 			if err != nil {
 				return unavailable(err)
 			}
-			if resp.Count >= int64(o.MaxPending) {
+			known = pendingCount{n: resp.Count, rev: resp.Header.Revision}
+			s.pending.put(rec.Requester.Subject, known)
+			if known.n >= int64(o.MaxPending) {
 				return ErrTooManyPending
 			}
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(pending), "<", resp.Header.Revision+1).WithPrefix())
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(claim)).Commit()
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0),
+				clientv3.Compare(clientv3.ModRevision(pending), "<", known.rev+1).WithPrefix()).
+			Then(ops...).
+			Else(clientv3.OpGet(claim), clientv3.OpGet(pending, clientv3.WithPrefix(), clientv3.WithCountOnly())).
+			Commit()
 		if err != nil {
 			return unavailable(err)
 		}
 		if resp.Succeeded {
+			s.pending.put(rec.Requester.Subject, pendingCount{n: known.n + 1, rev: resp.Header.Revision})
 			return nil
 		}
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			return &PendingError{ID: string(kvs[0].Value)}
+		known = pendingCount{n: resp.Responses[1].GetResponseRange().Count, rev: resp.Header.Revision}
+		s.pending.put(rec.Requester.Subject, known)
+		if err := claimed(resp); !errors.Is(err, errFenced) {
+			return err
 		}
-		// Another request of this requester was parked since the count:
-		// count again.
 	}
 	return unavailable(errors.New("too much contention creating a request"))
+}
+
+// errFenced: a create's fence on the pending count failed.
+var errFenced = errors.New("pending requests changed")
+
+// claimed reads the answer of a create: nil when written, a *PendingError
+// when the resource is claimed, else errFenced.
+func claimed(resp *clientv3.TxnResponse) error {
+	if resp.Succeeded {
+		return nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		return &PendingError{ID: string(kvs[0].Value)}
+	}
+	return errFenced
 }
 
 func approverGroups(rec *record.Record) []string {
