@@ -27,9 +27,11 @@ type env struct {
 	work, bin        string
 	backendAddr      string
 	backend, plain   *proc
-	gateway          *proc
+	gateway, minimal *proc
 	plainURL, gwURL  string
+	minURL, minAdmin string // a gateway with a one-rule policy
 	gwAdmin          string
+	plainAdmin       string
 	etcd             *clientv3.Client
 	reader, releaser string   // a token for GETs; one of a trusted app releaser
 	requesters       []string // tokens of distinct requesters (parks)
@@ -49,7 +51,9 @@ func newEnv(work, bin string) (*env, error) {
 	plainPort, gwPort, etcdPort := freePort(), freePort(), freePort()
 	e.plainURL = fmt.Sprintf("http://127.0.0.1:%d", plainPort)
 	e.gwURL = fmt.Sprintf("http://127.0.0.1:%d", gwPort)
-	plain := fmt.Sprintf(globalOptions, freePort(), filepath.Join(work, "plain-storage")) + fmt.Sprintf(`
+	plainAdminPort := freePort()
+	e.plainAdmin = fmt.Sprintf("http://127.0.0.1:%d", plainAdminPort)
+	plain := fmt.Sprintf(globalOptions, plainAdminPort, filepath.Join(work, "plain-storage")) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	reverse_proxy %s
 }
@@ -60,7 +64,8 @@ http://127.0.0.1:%d {
 	if err != nil {
 		return nil, err
 	}
-	gw := fmt.Sprintf(globalOptions, adminPort, filepath.Join(work, "gateway-storage")) + fmt.Sprintf(`
+	gateway := func(adminPort, port, etcdPort int, name, policies string) string {
+		return fmt.Sprintf(globalOptions, adminPort, filepath.Join(work, name+"-storage")) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	approval_gateway {
 		store embedded %s {
@@ -73,11 +78,23 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, gwPort, filepath.Join(work, "etcd"), etcdPort, policies, e.backendAddr)
+`, port, filepath.Join(work, name+"-etcd"), etcdPort, policies, e.backendAddr)
+	}
+	minimal, err := filepath.Abs("bench/policies")
+	if err != nil {
+		return nil, err
+	}
+	minPort := freePort()
+	e.minURL = fmt.Sprintf("http://127.0.0.1:%d", minPort)
 	if e.plain, err = e.caddy("plain", plain, e.plainURL+"/"); err != nil {
 		return nil, err
 	}
-	if e.gateway, err = e.caddy("gateway", gw, e.gwURL+"/.approvals/healthz"); err != nil {
+	if e.gateway, err = e.caddy("gateway", gateway(adminPort, gwPort, etcdPort, "gateway", policies), e.gwURL+"/.approvals/healthz"); err != nil {
+		return nil, err
+	}
+	minAdminPort := freePort()
+	e.minAdmin = fmt.Sprintf("http://127.0.0.1:%d", minAdminPort)
+	if e.minimal, err = e.caddy("minimal", gateway(minAdminPort, minPort, freePort(), "minimal", minimal), e.minURL+"/.approvals/healthz"); err != nil {
 		return nil, err
 	}
 	e.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", etcdPort)}, DialTimeout: 5 * time.Second})
@@ -108,10 +125,10 @@ func (e *env) stop() {
 		e.etcd.Close()
 		e.etcd = nil
 	}
-	for _, p := range []*proc{e.gateway, e.plain, e.backend} {
+	for _, p := range []*proc{e.gateway, e.minimal, e.plain, e.backend} {
 		p.stop()
 	}
-	e.gateway, e.plain, e.backend = nil, nil, nil
+	e.gateway, e.minimal, e.plain, e.backend = nil, nil, nil, nil
 }
 
 // token mints a one-day HS256 token.

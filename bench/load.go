@@ -130,10 +130,11 @@ func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
 // side is one thing being driven: a targeter and the options of its
 // attacker.
 type side struct {
-	name string
-	tr   vegeta.Targeter
-	ok   int
-	opts []func(*vegeta.Attacker)
+	name  string
+	admin string // Caddy's admin endpoint, for profiles
+	tr    vegeta.Targeter
+	ok    int
+	opts  []func(*vegeta.Attacker)
 }
 
 // interleave runs every side once per round, alternating which goes first,

@@ -42,7 +42,7 @@ func main() {
 	flag.Uint64Var(&c.workers, "workers", 32, "connections when driving at full speed")
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the gateway at full load (pprof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data)")
-	flag.StringVar(&c.only, "only", "ABCDM", "the scenarios to run (M: memory)")
+	flag.StringVar(&c.only, "only", "ABbCDM", "the scenarios to run (b: B′, M: memory)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if _, err := os.Stat("policies/approval.rego"); err != nil {
@@ -91,11 +91,14 @@ func benchmark(c config) error {
 
 	res := results{Date: began.UTC().Format(time.RFC3339), Command: "go run ./bench" + flagsText(c),
 		Machine: machine(), Duration: c.duration.String(), Rounds: c.rounds, Workers: c.workers}
-	for i, s := range []func(*env, config) (scenario, error){scenarioA, scenarioB, scenarioC, scenarioD} {
-		if !strings.ContainsRune(c.only, rune('A'+i)) {
+	for _, s := range []struct {
+		key string
+		run func(*env, config) (scenario, error)
+	}{{"A", scenarioA}, {"B", scenarioB}, {"b", scenarioB1}, {"C", scenarioC}, {"D", scenarioD}} {
+		if !strings.Contains(c.only, s.key) {
 			continue
 		}
-		sc, err := s(setup, c)
+		sc, err := s.run(setup, c)
 		if err != nil {
 			return err
 		}

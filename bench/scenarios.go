@@ -87,22 +87,27 @@ func compare(e *env, c config, name, what, baseline string, gw, base side, slowe
 	s.Fixed.P50Ratio = ratio(s.Fixed.Gateway.P50, s.Fixed.Baseline.P50)
 	s.Fixed.P99Ratio = ratio(s.Fixed.Gateway.P99, s.Fixed.Baseline.P99)
 	if c.profile != "" {
-		if err := profile(e, c, name, gw); err != nil {
-			log.Printf("%s: profile: %v", name, err)
+		for _, sd := range []side{gw, base} {
+			if sd.admin == "" {
+				continue
+			}
+			if err := profile(c, name+"-"+sd.name, sd); err != nil {
+				log.Printf("%s: profile: %v", name, err)
+			}
 		}
 	}
 	return s
 }
 
 // profile drives the gateway at full speed while its CPU profile is taken.
-func profile(e *env, c config, name string, gw side) error {
+func profile(c config, name string, gw side) error {
 	if err := os.MkdirAll(c.profile, 0o755); err != nil {
 		return err
 	}
 	secs := int(c.duration.Seconds())
 	done := make(chan error, 1)
 	go func() {
-		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", e.gwAdmin, secs))
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", gw.admin, secs))
 		if err != nil {
 			done <- err
 			return
@@ -135,7 +140,7 @@ func scenarioA(e *env, c config) (scenario, error) {
 		})
 	}
 	s := compare(e, c, "A", "GET with a valid token: pass-through", "plain Caddy reverse_proxy",
-		side{name: "gateway", tr: get(e.gwURL), ok: 200}, side{name: "plain", tr: get(e.plainURL), ok: 200}, false)
+		side{name: "gateway", admin: e.gwAdmin, tr: get(e.gwURL), ok: 200}, side{name: "plain", admin: e.plainAdmin, tr: get(e.plainURL), ok: 200}, false)
 	s.Targets = []target{
 		{What: "throughput ratio", Value: s.Max.Ratio, Want: "≥ 0.95", Met: s.Max.Ratio >= 0.95},
 		{What: "p99 ratio at half of plain Caddy's max", Value: s.Fixed.P99Ratio, Want: "≤ 1.2", Met: s.Fixed.P99Ratio <= 1.2},
@@ -146,15 +151,26 @@ func scenarioA(e *env, c config) (scenario, error) {
 // appBody is the body of the mutating calls.
 const appBody = `{"name":"payroll-client","version":"4.2.1","assignments":[{"group":"all-laptops","intent":"required"}]}`
 
+func (e *env) post(base string) vegeta.Targeter {
+	h := header(e.releaser, "Content-Type", "application/json")
+	return targeter(func(n int64, t *vegeta.Target) {
+		*t = vegeta.Target{Method: "POST", URL: fmt.Sprintf("%s/apps/%d", base, n%1000), Header: h, Body: []byte(appBody)}
+	})
+}
+
 func scenarioB(e *env, c config) (scenario, error) {
-	post := func(base string) vegeta.Targeter {
-		h := header(e.releaser, "Content-Type", "application/json")
-		return targeter(func(n int64, t *vegeta.Target) {
-			*t = vegeta.Target{Method: "POST", URL: fmt.Sprintf("%s/apps/%d", base, n%1000), Header: h, Body: []byte(appBody)}
-		})
-	}
-	s := compare(e, c, "B", "POST that the policy allows (trusted app release manager): JWT + policy + pass-through",
-		"plain Caddy reverse_proxy", side{name: "gateway", tr: post(e.gwURL), ok: 200}, side{name: "plain", tr: post(e.plainURL), ok: 200}, true)
+	s := compare(e, c, "B", "POST that the policy allows (trusted app release manager), shipped policy library: JWT + policy + pass-through",
+		"plain Caddy reverse_proxy", side{name: "gateway", admin: e.gwAdmin, tr: e.post(e.gwURL), ok: 200}, side{name: "plain", admin: e.plainAdmin, tr: e.post(e.plainURL), ok: 200}, true)
+	s.Targets = []target{{What: "throughput ratio", Value: s.Max.Ratio, Want: "≥ 0.85", Met: s.Max.Ratio >= 0.85}}
+	s.Note = "fixed rate: half of the slower side's max"
+	return s, nil
+}
+
+// scenarioB1 is B on a gateway with a one-rule policy (bench/policies): the
+// gateway's own cost, apart from the policies it evaluates.
+func scenarioB1(e *env, c config) (scenario, error) {
+	s := compare(e, c, "B′", "the same POST, one-rule policy (bench/policies/minimal.rego)",
+		"plain Caddy reverse_proxy", side{name: "gateway", admin: e.minAdmin, tr: e.post(e.minURL), ok: 200}, side{name: "plain", admin: e.plainAdmin, tr: e.post(e.plainURL), ok: 200}, true)
 	s.Targets = []target{{What: "throughput ratio", Value: s.Max.Ratio, Want: "≥ 0.85", Met: s.Max.Ratio >= 0.85}}
 	s.Note = "fixed rate: half of the slower side's max"
 	return s, nil
@@ -186,7 +202,7 @@ func scenarioC(e *env, c config) (scenario, error) {
 	raw := side{name: "etcd", ok: http.StatusAccepted, opts: []func(*vegeta.Attacker){vegeta.Client(&http.Client{Transport: puts})},
 		tr: targeter(func(_ int64, t *vegeta.Target) { *t = vegeta.Target{Method: "PUT", URL: "http://etcd/put"} })}
 	s := compare(e, c, "C", "DELETE that the policy parks: JWT + policy + one etcd transaction (embedded etcd)",
-		fmt.Sprintf("raw etcd puts of %d bytes on the same etcd", size), side{name: "gateway", tr: e.parkTargeter("c"), ok: http.StatusAccepted}, raw, true)
+		fmt.Sprintf("raw etcd puts of %d bytes on the same etcd", size), side{name: "gateway", admin: e.gwAdmin, tr: e.parkTargeter("c"), ok: http.StatusAccepted}, raw, true)
 	s.Targets = []target{{What: "parks / raw puts", Value: s.Max.Ratio, Want: "≥ 0.80", Met: s.Max.Ratio >= 0.80}}
 	s.Note = "fixed rate: half of the slower side's max"
 	return s, nil

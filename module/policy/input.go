@@ -99,28 +99,41 @@ func parseBody(b []byte) any {
 // InputValue builds the same document as Input, directly as a Rego value,
 // so a decision skips converting Go maps on every call.
 func InputValue(c Call, who Caller, now time.Time) (ast.Value, error) {
-	headers := make([][2]*ast.Term, 0, len(c.Header))
-	for k, vs := range c.Header {
-		lk := strings.ToLower(k)
-		if hiddenHeaders[lk] {
-			continue
+	return allInput.value(c, who, now)
+}
+
+// value builds the input with the parts in u; the others are left out
+// (the policies never read them).
+func (u InputUse) value(c Call, who Caller, now time.Time) (ast.Value, error) {
+	var headers, query [][2]*ast.Term
+	if u.Headers {
+		headers = make([][2]*ast.Term, 0, len(c.Header))
+		for k, vs := range c.Header {
+			lk := strings.ToLower(k)
+			if hiddenHeaders[lk] {
+				continue
+			}
+			headers = append(headers, [2]*ast.Term{ast.StringTerm(lk), stringsTerm(vs)})
 		}
-		headers = append(headers, [2]*ast.Term{ast.StringTerm(lk), stringsTerm(vs)})
 	}
-	query := make([][2]*ast.Term, 0, len(c.Query))
-	for k, vs := range c.Query {
-		query = append(query, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
+	if u.Query {
+		query = make([][2]*ast.Term, 0, len(c.Query))
+		for k, vs := range c.Query {
+			query = append(query, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
+		}
 	}
 	body := ast.NullTerm()
-	if v := parseBody(c.Body); v != nil {
-		bv, err := ast.InterfaceToValue(v)
-		if err != nil {
-			return nil, err
+	if u.Body {
+		if v := parseBody(c.Body); v != nil {
+			bv, err := ast.InterfaceToValue(v)
+			if err != nil {
+				return nil, err
+			}
+			body = ast.NewTerm(bv)
 		}
-		body = ast.NewTerm(bv)
 	}
 	claims := ast.NewTerm(ast.NewObject())
-	if len(who.Claims) > 0 {
+	if u.Claims && len(who.Claims) > 0 {
 		cv, err := ast.InterfaceToValue(who.Claims)
 		if err != nil {
 			return nil, err

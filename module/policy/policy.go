@@ -34,6 +34,9 @@ type Policy struct {
 	Query    string
 	Files    []string
 	LoadedAt time.Time
+	// Use is what of the input the policies read; DecideCall builds only
+	// that.
+	Use InputUse
 }
 
 // Module is a policy kept outside the directory (in the store): Rego text
@@ -122,7 +125,22 @@ func LoadWith(ctx context.Context, dir, query string, extra []Module, logger *za
 	if err != nil {
 		return nil, fmt.Errorf("compiling policies from %s: %w", dir, err)
 	}
-	return &Policy{query: pq, Dir: dir, Query: query, Files: files, LoadedAt: time.Now()}, nil
+	return &Policy{query: pq, Dir: dir, Query: query, Files: files, LoadedAt: time.Now(), Use: analyze(parsed, query)}, nil
+}
+
+// analyze compiles a copy of the modules (imports resolved) and finds what
+// of the input they read; anything it cannot tell means all of it.
+func analyze(parsed []*ast.Module, query string) InputUse {
+	mods := make(map[string]*ast.Module, len(parsed))
+	for i, m := range parsed {
+		mods[fmt.Sprintf("%d", i)] = m
+	}
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithEnablePrintStatements(true)
+	c.Compile(mods)
+	if c.Failed() {
+		return allInput
+	}
+	return inputUse(c.Modules, query)
 }
 
 // skipTests leaves test files out of the loaded policies.
@@ -163,16 +181,20 @@ func (e *Engine) Decide(ctx context.Context, input map[string]any) (Decision, er
 // DecideCall decides a call, building its input directly as a Rego value
 // (InputValue): the gateway's hot path.
 func (e *Engine) DecideCall(ctx context.Context, c Call, who Caller, now time.Time) (Decision, error) {
-	v, err := InputValue(c, who, now)
+	p := e.current.Load()
+	v, err := p.Use.value(c, who, now)
 	if err != nil {
 		return failClosed, fmt.Errorf("input: %w", err)
 	}
-	return e.DecideValue(ctx, v)
+	return p.decide(ctx, v)
 }
 
 // DecideValue is Decide for an input already built as a Rego value.
 func (e *Engine) DecideValue(ctx context.Context, input ast.Value) (Decision, error) {
-	p := e.current.Load()
+	return e.current.Load().decide(ctx, input)
+}
+
+func (p *Policy) decide(ctx context.Context, input ast.Value) (Decision, error) {
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return failClosed, fmt.Errorf("evaluating %s: %w", p.Query, err)
