@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,12 +116,25 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 		batch = MaxLimit // filters skip records: read more per round trip
 	}
 	var out []*record.Record
+	// etcd counts every key of a range it reads, however few it returns:
+	// reading the index in time windows keeps the counted range near the
+	// page, whatever the number stored. A window that runs out before the
+	// page is full gives way to a wider one below it.
+	win := time.Duration(s.window.Load())
+	if win <= 0 {
+		win = initialWindow
+	}
 	for {
-		recs, last, more, err := s.scan(ctx, prefixes, lower, upper, batch)
+		wlower := windowFloor(lower, upper, win)
+		recs, last, more, counted, err := s.scan(ctx, prefixes, wlower, upper, batch)
 		if err != nil {
 			return nil, "", err
 		}
-		upper = last
+		if counted > 4*int64(batch) {
+			// Far more keys in the window than a batch: narrow the next.
+			win = max(minWindow, time.Duration(float64(win)*2*float64(batch)/float64(counted)))
+		}
+		s.window.Store(int64(win))
 		for _, r := range recs {
 			if !o.match(r) {
 				continue
@@ -130,10 +144,63 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 				return out[:limit], out[limit-1].ID, nil
 			}
 		}
-		if !more {
+		switch {
+		case more:
+			upper = last
+		case wlower != lower:
+			upper, win = wlower, min(maxWindow, win*windowGrowth)
+		default:
 			return out, "", nil
 		}
 	}
+}
+
+// The time windows of index reads: the first is the last one that served
+// (kept per store), and each that runs out is followed by one
+// windowGrowth times wider; past maxWindow the rest is read in one range.
+const (
+	initialWindow = time.Hour
+	minWindow     = time.Second
+	maxWindow     = 400 * 24 * time.Hour
+	windowGrowth  = 16
+)
+
+// windowFloor is the lower id bound of a read of the window of width win
+// below upper (now when upper is ""): lower itself when the window reaches
+// it, or when win is the widest (the rest is read at once).
+func windowFloor(lower, upper string, win time.Duration) string {
+	if win >= maxWindow {
+		return lower
+	}
+	top := time.Now()
+	if upper != "" {
+		t, ok := idTime(upper)
+		if !ok {
+			return lower
+		}
+		top = t
+	}
+	from := top.Add(-win)
+	if from.UnixMilli() <= 0 {
+		return lower
+	}
+	if f := IDFloor(from); f > lower {
+		return f
+	}
+	return lower
+}
+
+// idTime reads the time of a time-ordered id or id floor.
+func idTime(id string) (time.Time, bool) {
+	if len(id) < 13 || id[8] != '-' {
+		return time.Time{}, false
+	}
+	hi, err1 := strconv.ParseUint(id[:8], 16, 64)
+	lo, err2 := strconv.ParseUint(id[9:13], 16, 64)
+	if err1 != nil || err2 != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(hi<<16 | lo)), true
 }
 
 // rangeNewest reads up to n index keys under prefix with ids in
@@ -156,7 +223,7 @@ func rangeNewest(prefix, lower, upper string, n int) clientv3.Op {
 // scan returns up to n records with ids in [lower, upper), newest first,
 // from index prefixes merged, the last id scanned, and whether more may
 // follow.
-func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string, n int) ([]*record.Record, string, bool, error) {
+func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string, n int) (_ []*record.Record, last string, more bool, counted int64, _ error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	// One round trip for the index ranges, one for the records.
@@ -166,14 +233,15 @@ func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string
 	}
 	responses, err := s.readAll(ctx, ops)
 	if err != nil {
-		return nil, "", false, err
+		return nil, "", false, 0, err
 	}
 	// Keys past the lowest last key of a cut-off range may be missing from
 	// that range: keep only inverted ids up to it, and say more follow.
 	var inv []string
-	ceiling, more := "", false
+	ceiling := ""
 	for i, r := range responses {
 		rr := r.GetResponseRange()
+		counted = max(counted, rr.Count)
 		for _, kv := range rr.Kvs {
 			inv = append(inv, strings.TrimPrefix(string(kv.Key), prefixes[i]))
 		}
@@ -194,7 +262,7 @@ func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string
 		inv, more = inv[:n], true
 	}
 	if len(inv) == 0 {
-		return nil, upper, false, nil
+		return nil, upper, false, counted, nil
 	}
 	ids := make([]string, len(inv))
 	for i, k := range inv {
@@ -202,9 +270,9 @@ func (s *Store) scan(ctx context.Context, prefixes []string, lower, upper string
 	}
 	recs, err := s.getMany(ctx, ids)
 	if err != nil {
-		return nil, "", false, err
+		return nil, "", false, 0, err
 	}
-	return recs, ids[len(ids)-1], more, nil
+	return recs, ids[len(ids)-1], more, counted, nil
 }
 
 // getMany reads records by id in one round trip, skipping removed ones.

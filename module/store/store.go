@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
@@ -45,6 +46,7 @@ type Store struct {
 	timeout time.Duration
 	observe func(op string, d time.Duration, err error)
 	pending pendingCounts
+	window  atomic.Int64 // the time window of the last list read (ns)
 }
 
 // New returns a Store using cli, which the caller keeps and closes.

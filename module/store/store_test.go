@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -285,5 +286,66 @@ func TestListReadsMoreRecordsThanOneTransactionHolds(t *testing.T) {
 	recs, _, err = s.List(ctx, ListOptions{Limit: MaxLimit})
 	if err != nil || len(recs) != n {
 		t.Fatalf("a page of %d: %d records, %v", MaxLimit, len(recs), err)
+	}
+}
+
+// Lists read the index in time windows: pages stay whole and in order
+// across empty stretches, dense bursts and years.
+func TestListAcrossTimeWindows(t *testing.T) {
+	s := newStore(t)
+	now := time.Now()
+	var times []time.Time
+	for i := range 12 { // sparse: one a month, back two years
+		times = append(times, now.Add(-time.Duration(i*61)*24*time.Hour))
+	}
+	for i := range 150 { // a burst an hour ago, 10 ms apart
+		times = append(times, now.Add(-time.Hour+time.Duration(i)*10*time.Millisecond))
+	}
+	times = append(times, now.Add(2*time.Minute)) // a clock a little ahead
+	var want []string
+	for i, at := range times {
+		r := newRecord("alice", fmt.Sprintf("apps/%d", i))
+		id, err := NewID(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ID, r.CreatedAt = id, at
+		if err := s.Create(ctx, r, nil, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	slices.Sort(want)
+	slices.Reverse(want)
+	for _, o := range []ListOptions{{Limit: 7}, {Limit: 7, Requester: "alice"}, {Limit: 500}, {Limit: 3, Statuses: []record.Status{record.NeedsApproval}}} {
+		for _, window := range []time.Duration{0, time.Second, 400 * 24 * time.Hour} {
+			s.window.Store(int64(window))
+			var got []string
+			for pages := 0; ; pages++ {
+				if pages > 200 {
+					t.Fatal("pagination does not end")
+				}
+				recs, next, err := s.List(ctx, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					got = append(got, r.ID)
+				}
+				if next == "" {
+					break
+				}
+				o.Cursor = next
+			}
+			o.Cursor = ""
+			if !slices.Equal(got, want) {
+				t.Fatalf("limit %d, window %s: got %d ids, want %d", o.Limit, window, len(got), len(want))
+			}
+		}
+	}
+	// A time range is honoured inside the windows.
+	recs, _, err := s.List(ctx, ListOptions{Limit: 500, CreatedAfter: now.Add(-400 * 24 * time.Hour), CreatedBefore: now.Add(-30 * 24 * time.Hour)})
+	if err != nil || len(recs) != 6 {
+		t.Fatalf("a year back to a month back: %d records, %v", len(recs), err)
 	}
 }
