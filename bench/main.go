@@ -28,6 +28,7 @@ type config struct {
 	profile  string
 	keep     bool
 	only     string
+	readme   string
 }
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 	flag.Uint64Var(&c.workers, "workers", 32, "connections when driving at full speed")
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the gateway at full load (pprof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data)")
+	flag.StringVar(&c.readme, "readme", "README.md", "README whose load benchmark table to replace (\"\" for none)")
 	flag.StringVar(&c.only, "only", "ABbCDM", "the scenarios to run (b: B′, M: memory)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -118,6 +120,11 @@ func benchmark(c config) error {
 	if err := res.write(c.out); err != nil {
 		return err
 	}
+	if c.readme != "" {
+		if err := res.updateReadme(c.readme); err != nil {
+			return err
+		}
+	}
 	log.Printf("wrote %s and %s in %s", filepath.Join(c.out, "results.md"), filepath.Join(c.out, "results.json"), res.Took)
 	return nil
 }
@@ -126,7 +133,7 @@ func benchmark(c config) error {
 func flagsText(c config) string {
 	s := ""
 	flag.Visit(func(f *flag.Flag) {
-		if f.Name != "out" && f.Name != "keep" && f.Name != "profile" {
+		if f.Name != "out" && f.Name != "keep" && f.Name != "profile" && f.Name != "readme" {
 			s += fmt.Sprintf(" -%s %s", f.Name, f.Value)
 		}
 	})

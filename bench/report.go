@@ -62,6 +62,28 @@ func (r results) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.markdown()), 0o644)
 }
 
+// Markers around the table in the README.
+const (
+	readmeBegin = "<!-- load benchmark: begin -->\n"
+	readmeEnd   = "<!-- load benchmark: end -->\n"
+)
+
+// updateReadme puts the table between the markers of the README at path.
+func (r results) updateReadme(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text := string(b)
+	i, j := strings.Index(text, readmeBegin), strings.Index(text, readmeEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no load benchmark markers", path)
+	}
+	table := fmt.Sprintf("Made by `%s` on %s, %d cores (%s); details in [`bench/results.md`](bench/results.md).\n\n%s",
+		r.Command, r.Date[:10], r.Machine.Cores, r.Machine.CPU, r.table())
+	return os.WriteFile(path, []byte(text[:i+len(readmeBegin)]+"\n"+table+"\n"+text[j:]), 0o644)
+}
+
 func yes(ok bool) string {
 	if ok {
 		return "met"

@@ -102,14 +102,17 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 	}
 	limit := pageSize(o.Limit)
 	prefixes := []string{s.timeIndex()}
+	hint := &s.windows[0]
 	switch {
 	case o.Requester != "":
 		prefixes = []string{s.requesterIndex(o.Requester)}
+		hint = &s.windows[1]
 	case len(o.Groups) > 0:
 		prefixes = nil
 		for _, g := range o.Groups {
 			prefixes = append(prefixes, s.groupIndex(g))
 		}
+		hint = &s.windows[2]
 	}
 	batch := min(limit+1, MaxLimit)
 	if o.filtered() {
@@ -120,7 +123,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 	// reading the index in time windows keeps the counted range near the
 	// page, whatever the number stored. A window that runs out before the
 	// page is full gives way to a wider one below it.
-	win := time.Duration(s.window.Load())
+	win := time.Duration(hint.Load())
 	if win <= 0 {
 		win = initialWindow
 	}
@@ -134,7 +137,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 			// Far more keys in the window than a batch: narrow the next.
 			win = max(minWindow, time.Duration(float64(win)*2*float64(batch)/float64(counted)))
 		}
-		s.window.Store(int64(win))
+		hint.Store(int64(win))
 		for _, r := range recs {
 			if !o.match(r) {
 				continue
@@ -156,7 +159,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 }
 
 // The time windows of index reads: the first is the last one that served
-// (kept per store), and each that runs out is followed by one
+// a list of the same view (kept per store), and each that runs out is followed by one
 // windowGrowth times wider; past maxWindow the rest is read in one range.
 const (
 	initialWindow = time.Hour

@@ -1,9 +1,6 @@
 package store
 
-import (
-	"hash/maphash"
-	"sync"
-)
+import "sync"
 
 // pendingCount is a requester's number of pending requests as of a store
 // revision.
@@ -18,20 +15,41 @@ const maxKnownRequesters = 10000
 // An unknown requester's hint is zero pending as of revision 0: right for a
 // requester with nothing pending, fenced out otherwise.
 type pendingCounts struct {
-	mu    sync.Mutex
-	known map[string]pendingCount
-	seed  maphash.Seed
-	once  sync.Once
-	locks [64]sync.Mutex
+	mu      sync.Mutex
+	known   map[string]pendingCount
+	locking map[string]*requesterLock
 }
 
-// lock serializes one requester's creates on this gateway (requesters
-// share 64 locks).
+// requesterLock is one requester's create lock, kept while anyone holds or
+// waits for it.
+type requesterLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock serializes one requester's creates on this gateway; other
+// requesters' go on in parallel.
 func (p *pendingCounts) lock(sub string) (unlock func()) {
-	p.once.Do(func() { p.seed = maphash.MakeSeed() })
-	l := &p.locks[maphash.String(p.seed, sub)%uint64(len(p.locks))]
+	p.mu.Lock()
+	if p.locking == nil {
+		p.locking = make(map[string]*requesterLock)
+	}
+	l := p.locking[sub]
+	if l == nil {
+		l = &requesterLock{}
+		p.locking[sub] = l
+	}
+	l.users++
+	p.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		p.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(p.locking, sub)
+		}
+		p.mu.Unlock()
+	}
 }
 
 func (p *pendingCounts) get(sub string) pendingCount {

@@ -46,7 +46,7 @@ type Store struct {
 	timeout time.Duration
 	observe func(op string, d time.Duration, err error)
 	pending pendingCounts
-	window  atomic.Int64 // the time window of the last list read (ns)
+	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 }
 
 // New returns a Store using cli, which the caller keeps and closes.

@@ -319,7 +319,9 @@ func TestListAcrossTimeWindows(t *testing.T) {
 	slices.Reverse(want)
 	for _, o := range []ListOptions{{Limit: 7}, {Limit: 7, Requester: "alice"}, {Limit: 500}, {Limit: 3, Statuses: []record.Status{record.NeedsApproval}}} {
 		for _, window := range []time.Duration{0, time.Second, 400 * 24 * time.Hour} {
-			s.window.Store(int64(window))
+			for i := range s.windows {
+				s.windows[i].Store(int64(window))
+			}
 			var got []string
 			for pages := 0; ; pages++ {
 				if pages > 200 {
