@@ -94,7 +94,7 @@ func yes(ok bool) string {
 // table renders the scenario table (also used by the README).
 func (r results) table() string {
 	var b strings.Builder
-	b.WriteString("| scenario | gateway | baseline | ratio | fixed rate | p50 gateway / baseline | p99 gateway / baseline | target |\n")
+	b.WriteString("| scenario | gateway | baseline | ratio | fixed rate | p50 gateway / baseline | p99 gateway / baseline (median of rounds) | target |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range r.Scenarios {
 		var ts []string
@@ -126,13 +126,15 @@ func (r results) markdown() string {
 	fmt.Fprintf(&b, "Each side runs %d rounds of %s, interleaved with its baseline (the order alternates each round); "+
 		"full speed is %d connections, the fixed rate is a constant-rate vegeta attack.\n\n", r.Rounds, r.Duration, r.Workers)
 	b.WriteString(r.table())
-	b.WriteString("\nThroughput per round (gateway | baseline):\n\n")
+	b.WriteString("\nPer round (gateway | baseline):\n\n")
 	for _, s := range r.Scenarios {
 		if s.Name == "D" {
 			fmt.Fprintf(&b, "- D: %d lifecycles, %d failed %v\n", s.Max.Gateway.Requests-s.Max.Gateway.Failed, s.Max.Gateway.Failed, s.Max.Gateway.Errors)
 			continue
 		}
-		fmt.Fprintf(&b, "- %s: %v | %v; failed calls %d | %d", s.Name, s.Max.Gateway.Rounds, s.Max.Baseline.Rounds, s.Max.Gateway.Failed+s.Fixed.Gateway.Failed, s.Max.Baseline.Failed+s.Fixed.Baseline.Failed)
+		fmt.Fprintf(&b, "- %s: %v | %v; p99 per round at %d/s %v | %v ms, pooled %.2f | %.2f ms; failed calls %d | %d", s.Name, s.Max.Gateway.Rounds, s.Max.Baseline.Rounds,
+			s.Rate, s.Fixed.Gateway.P99s, s.Fixed.Baseline.P99s, s.Fixed.Gateway.P99All, s.Fixed.Baseline.P99All,
+			s.Max.Gateway.Failed+s.Fixed.Gateway.Failed, s.Max.Baseline.Failed+s.Fixed.Baseline.Failed)
 		if errs := append(append([]string{}, s.Max.Gateway.Errors...), s.Fixed.Gateway.Errors...); len(errs) > 0 {
 			fmt.Fprintf(&b, " (gateway errors: %s)", strings.Join(errs, "; "))
 		}
