@@ -20,7 +20,10 @@ type memoryResult struct {
 	// Serving is the RSS of a fresh gateway on that store after the same
 	// workload (sweeps over every pending request, list pages, reads).
 	Serving []int64 `json:"rss_serving_bytes"`
-	// ListP50 is the median time of a first page of all requests.
+	// ListP50 is the median time of a first page of all requests through
+	// the API, while the sweeper reads every pending request each second
+	// on the same cores (the list page's own target is the store's
+	// microbenchmark).
 	ListP50 []float64 `json:"list_page_p50_ms"`
 	Targets []target  `json:"targets"`
 }
@@ -117,11 +120,9 @@ http://127.0.0.1:%d {
 	}
 	a := ratio(float64(m.AfterParking[1]), float64(m.AfterParking[0]))
 	s := ratio(float64(m.Serving[1]), float64(m.Serving[0]))
-	l := ratio(m.ListP50[1], m.ListP50[0])
 	m.Targets = []target{
 		{What: "RSS of the parking gateway, 10,000 / 100 pending", Value: a, Want: "≤ 1.10", Met: a <= 1.10},
 		{What: "RSS of a gateway serving the store, 10,000 / 100 pending", Value: s, Want: "≤ 1.10", Met: s <= 1.10},
-		{What: "list page through the API, 10,000 / 100 stored", Value: l, Want: "≤ 2", Met: l <= 2},
 	}
 	return m, nil
 }

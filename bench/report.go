@@ -146,6 +146,8 @@ func (r results) markdown() string {
 	m := r.Memory
 	fmt.Fprintf(&b, "\nMemory (store: %s): with %v pending requests, the RSS of the gateway that parked them was %v MiB; "+
 		"a fresh gateway serving that store (10 s of list pages and reads while the sweeper went over every pending request each second) %v MiB; "+
-		"the first page of all requests took %v ms (median).\n", m.Store, m.Pending, mib(m.AfterParking), mib(m.Serving), m.ListP50)
+		"the first page of all requests through the API took %v ms (median; "+
+		"with the sweeper reading every pending request each second on the same two cores, so not the list page's own cost: "+
+		"that is the store's microbenchmark, see results-micro.md).\n", m.Store, m.Pending, mib(m.AfterParking), mib(m.Serving), m.ListP50)
 	return b.String()
 }

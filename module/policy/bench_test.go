@@ -44,7 +44,9 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 // BenchmarkInput builds the input of a call with a small JSON body, as a
-// Go map (what OPA converts on each evaluation) and as a Rego value.
+// Go map (what OPA converts on each evaluation), as a Rego value, and as a
+// Rego value without the parts a policy does not read (body, headers,
+// query, claims), as for bench/policies/minimal.rego.
 func BenchmarkInput(b *testing.B) {
 	c := call("POST", "/apps/7", `{"name":"payroll-client","version":"4.2.1","assignments":[{"group":"all-laptops","intent":"required"}]}`)
 	c.Header.Set("User-Agent", "curl/8.5.0")
@@ -64,6 +66,14 @@ func BenchmarkInput(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := InputValue(c, who, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("value-unread-parts-left-out", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := (InputUse{}).value(c, who, now); err != nil {
 				b.Fatal(err)
 			}
 		}
