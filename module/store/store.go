@@ -202,9 +202,9 @@ type CreateOptions struct {
 // Create stores a new request and its body, claims its resource, indexes it
 // and appends its audit event, in one transaction. If the resource already
 // has a pending request, nothing is written and the error is a
-// *PendingError naming it. With a cap on pending requests the requester's
-// count is read first and the transaction is fenced on it, so concurrent
-// parks cannot overshoot the cap.
+// *PendingError naming it. With a cap on pending requests the transaction
+// is fenced on the requester's pending count (see below), so concurrent
+// parks, on any gateway, cannot overshoot the cap.
 func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o CreateOptions) (err error) {
 	defer s.timed("create", time.Now(), &err)
 	val, err := json.Marshal(rec)
@@ -249,8 +249,11 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	// they do not fence each other out.
 	unlock := s.pending.lock(rec.Requester.Subject)
 	defer unlock()
-	known := s.pending.get(rec.Requester.Subject)
+	known, fresh := s.pending.get(rec.Requester.Subject), false
 	for range maxAttempts {
+		if known.n >= int64(o.MaxPending) && fresh {
+			return ErrTooManyPending
+		}
 		if known.n >= int64(o.MaxPending) {
 			// At the cap by the last count: count afresh (some may have ended).
 			resp, err := s.cli.Get(ctx, pending, clientv3.WithPrefix(), clientv3.WithCountOnly())
@@ -276,7 +279,7 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 			s.pending.put(rec.Requester.Subject, pendingCount{n: known.n + 1, rev: resp.Header.Revision})
 			return nil
 		}
-		known = pendingCount{n: resp.Responses[1].GetResponseRange().Count, rev: resp.Header.Revision}
+		known, fresh = pendingCount{n: resp.Responses[1].GetResponseRange().Count, rev: resp.Header.Revision}, true
 		s.pending.put(rec.Requester.Subject, known)
 		if err := claimed(resp); !errors.Is(err, errFenced) {
 			return err
