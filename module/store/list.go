@@ -159,8 +159,9 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 }
 
 // The time windows of index reads: the first is the last one that served
-// a list of the same view (kept per store), and each that runs out is followed by one
-// windowGrowth times wider; past maxWindow the rest is read in one range.
+// a list of the same view (kept per store), and each that runs out is
+// followed by one windowGrowth times wider; past maxWindow the rest is read
+// in one range.
 const (
 	initialWindow = time.Hour
 	minWindow     = time.Second
