@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,73 +33,23 @@ type Caller struct {
 // hiddenHeaders never reach a policy: they carry credentials.
 var hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
 
-// Input builds the contract's input document.
-func Input(c Call, who Caller, now time.Time) map[string]any {
-	headers := make(map[string]any, len(c.Header))
-	for k, vs := range c.Header {
-		lk := strings.ToLower(k)
-		if hiddenHeaders[lk] {
-			continue
-		}
-		list := make([]any, len(vs))
-		for i, v := range vs {
-			list[i] = v
-		}
-		headers[lk] = list
-	}
-	query := make(map[string]any, len(c.Query))
-	for k, vs := range c.Query {
-		list := make([]any, len(vs))
-		for i, v := range vs {
-			list[i] = v
-		}
-		query[k] = list
-	}
-	groups := make([]any, len(who.Groups))
-	for i, g := range who.Groups {
-		groups[i] = g
-	}
-	claims := who.Claims
-	if claims == nil {
-		claims = map[string]any{}
-	}
-	return map[string]any{
-		"request": map[string]any{
-			"method":    c.Method,
-			"path":      c.Path,
-			"host":      c.Host,
-			"query":     query,
-			"headers":   headers,
-			"body":      parseBody(c.Body),
-			"remote_ip": c.RemoteIP,
-		},
-		"identity": map[string]any{
-			"subject": who.Subject,
-			"groups":  groups,
-			"claims":  claims,
-		},
-		"time": now.UTC().Format(time.RFC3339),
-	}
-}
-
-// parseBody returns the body as parsed JSON, or nil when it is empty or not
-// JSON.
+// parseBody returns the body as parsed JSON (numbers kept exact), or nil
+// when it is empty or not one JSON value, in one pass.
 func parseBody(b []byte) any {
-	if len(bytes.TrimSpace(b)) == 0 || !json.Valid(b) {
-		return nil
-	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil // something follows the value
+	}
 	return v
 }
 
-// InputValue builds the same document as Input, directly as a Rego value,
-// so a decision skips converting Go maps on every call.
-func InputValue(c Call, who Caller, now time.Time) (ast.Value, error) {
+// Input builds the contract's input document for a call, as a Rego value.
+func Input(c Call, who Caller, now time.Time) (ast.Value, error) {
 	return allInput.value(c, who, now)
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // FuzzInput builds the policy input from arbitrary requests: it never
@@ -24,7 +26,15 @@ func FuzzInput(f *testing.F) {
 		}
 		h.Set("Authorization", "Bearer secret-token")
 		h.Set("Cookie", "session=secret-cookie")
-		in := Input(Call{Method: method, Path: path, Query: q, Header: h, Body: body}, Caller{Subject: "s"}, time.Unix(0, 0))
+		v, err := Input(Call{Method: method, Path: path, Query: q, Header: h, Body: body}, Caller{Subject: "s"}, time.Unix(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := ast.JSON(v)
+		if err != nil {
+			t.Fatalf("input is not JSON: %v", err)
+		}
+		in := doc.(map[string]any)
 		b, err := json.Marshal(in)
 		if err != nil {
 			t.Fatalf("input is not JSON: %v", err)

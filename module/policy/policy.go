@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -133,7 +134,7 @@ func LoadWith(ctx context.Context, dir, query string, extra []Module, logger *za
 func analyze(parsed []*ast.Module, query string) InputUse {
 	mods := make(map[string]*ast.Module, len(parsed))
 	for i, m := range parsed {
-		mods[fmt.Sprintf("%d", i)] = m
+		mods[strconv.Itoa(i)] = m
 	}
 	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1).WithEnablePrintStatements(true)
 	c.Compile(mods)
@@ -175,11 +176,11 @@ func (e *Engine) Decide(ctx context.Context, input map[string]any) (Decision, er
 	if err != nil {
 		return failClosed, fmt.Errorf("input: %w", err)
 	}
-	return e.DecideValue(ctx, v)
+	return e.current.Load().decide(ctx, v)
 }
 
 // DecideCall decides a call, building its input directly as a Rego value
-// (InputValue): the gateway's hot path.
+// and only with the parts the policies read: the gateway's hot path.
 func (e *Engine) DecideCall(ctx context.Context, c Call, who Caller, now time.Time) (Decision, error) {
 	p := e.current.Load()
 	v, err := p.Use.value(c, who, now)
@@ -187,11 +188,6 @@ func (e *Engine) DecideCall(ctx context.Context, c Call, who Caller, now time.Ti
 		return failClosed, fmt.Errorf("input: %w", err)
 	}
 	return p.decide(ctx, v)
-}
-
-// DecideValue is Decide for an input already built as a Rego value.
-func (e *Engine) DecideValue(ctx context.Context, input ast.Value) (Decision, error) {
-	return e.current.Load().decide(ctx, input)
 }
 
 func (p *Policy) decide(ctx context.Context, input ast.Value) (Decision, error) {

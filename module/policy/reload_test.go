@@ -13,7 +13,7 @@ import (
 
 func decideAction(t *testing.T, e *Engine) string {
 	t.Helper()
-	d, _ := e.Decide(context.Background(), Input(call("POST", "/x", ""), alice, time.Now()))
+	d, _ := e.DecideCall(context.Background(), call("POST", "/x", ""), alice, time.Now())
 	return d.Action + "/" + d.Policy
 }
 
@@ -95,7 +95,7 @@ func TestEvaluationDuringSwaps(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				d, err := r.Engine().Decide(context.Background(), Input(call("POST", "/x", ""), alice, time.Now()))
+				d, err := r.Engine().DecideCall(context.Background(), call("POST", "/x", ""), alice, time.Now())
 				if err != nil || d.Action != Allow || !strings.HasPrefix(d.Policy, "v") {
 					t.Errorf("decision during a swap: %+v %v", d, err)
 					return
@@ -138,7 +138,7 @@ func TestRuntimeModules(t *testing.T) {
 	if err := r.SetRuntime(context.Background(), []Module{freeze}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := r.Engine().Decide(context.Background(), Input(call("POST", "/x", ""), alice, time.Now()))
+	d, err := r.Engine().DecideCall(context.Background(), call("POST", "/x", ""), alice, time.Now())
 	if err != nil || d.Action != Deny || d.Reason != "quarter close" {
 		t.Fatalf("runtime module not in force: %+v %v", d, err)
 	}
