@@ -22,6 +22,24 @@ const globalOptions = `{
 }
 `
 
+// gatewayConfig is the Caddyfile of a gateway named name on port, with the
+// store block store ("embedded …" or "etcd {…}"), the policies directory,
+// extra approval_gateway options, in front of backend.
+func gatewayConfig(work, name string, adminPort, port int, store, policies, backend, extra string) string {
+	return fmt.Sprintf(globalOptions, adminPort, filepath.Join(work, name+"-storage")) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	approval_gateway {
+		store %s
+		identity jwt {
+			secret {env.BENCH_SECRET}
+		}
+		policies %s%s
+	}
+	reverse_proxy %s
+}
+`, port, store, policies, extra, backend)
+}
+
 // env is the running side-by-side setup.
 type env struct {
 	work, bin        string
@@ -64,21 +82,8 @@ http://127.0.0.1:%d {
 	if err != nil {
 		return nil, err
 	}
-	gateway := func(adminPort, port, etcdPort int, name, policies string) string {
-		return fmt.Sprintf(globalOptions, adminPort, filepath.Join(work, name+"-storage")) + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	approval_gateway {
-		store embedded %s {
-			listen http://127.0.0.1:%d
-		}
-		identity jwt {
-			secret {env.BENCH_SECRET}
-		}
-		policies %s
-	}
-	reverse_proxy %s
-}
-`, port, filepath.Join(work, name+"-etcd"), etcdPort, policies, e.backendAddr)
+	embedded := func(name string, etcdPort int) string {
+		return fmt.Sprintf("embedded %s {\n\t\t\tlisten http://127.0.0.1:%d\n\t\t}", filepath.Join(work, name+"-etcd"), etcdPort)
 	}
 	minimal, err := filepath.Abs("bench/policies")
 	if err != nil {
@@ -89,12 +94,12 @@ http://127.0.0.1:%d {
 	if e.plain, err = e.caddy("plain", plain, e.plainURL+"/"); err != nil {
 		return nil, err
 	}
-	if e.gateway, err = e.caddy("gateway", gateway(adminPort, gwPort, etcdPort, "gateway", policies), e.gwURL+"/.approvals/healthz"); err != nil {
+	if e.gateway, err = e.caddy("gateway", gatewayConfig(work, "gateway", adminPort, gwPort, embedded("gateway", etcdPort), policies, e.backendAddr, ""), e.gwURL+"/.approvals/healthz"); err != nil {
 		return nil, err
 	}
 	minAdminPort := freePort()
 	e.minAdmin = fmt.Sprintf("http://127.0.0.1:%d", minAdminPort)
-	if e.minimal, err = e.caddy("minimal", gateway(minAdminPort, minPort, freePort(), "minimal", minimal), e.minURL+"/.approvals/healthz"); err != nil {
+	if e.minimal, err = e.caddy("minimal", gatewayConfig(work, "minimal", minAdminPort, minPort, embedded("minimal", freePort()), minimal, e.backendAddr, ""), e.minURL+"/.approvals/healthz"); err != nil {
 		return nil, err
 	}
 	e.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", etcdPort)}, DialTimeout: 5 * time.Second})

@@ -66,23 +66,9 @@ func memory(work, bin string, c config) (memoryResult, error) {
 			port := freePort()
 			e.gwURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 			policies, _ := filepath.Abs("policies")
-			cfg := fmt.Sprintf(globalOptions, freePort(), filepath.Join(work, name+"-storage")) + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	approval_gateway {
-		store etcd {
-			endpoints %s
-			prefix /rss-%d/
-		}
-		identity jwt {
-			secret {env.BENCH_SECRET}
-		}
-		policies %s
-		admin_groups approval-admins
-		sweep_interval 1s
-	}
-	reverse_proxy 127.0.0.1:%d
-}
-`, port, client, n, policies, freePort())
+			cfg := gatewayConfig(work, name, freePort(), port,
+				fmt.Sprintf("etcd {\n\t\t\tendpoints %s\n\t\t\tprefix /rss-%d/\n\t\t}", client, n), policies,
+				fmt.Sprintf("127.0.0.1:%d", freePort()), "\n\t\tadmin_groups approval-admins\n\t\tsweep_interval 1s")
 			return e.caddy(name, cfg, e.gwURL+"/.approvals/healthz")
 		}
 		filler, err := gw(fmt.Sprintf("filler-%d", n))

@@ -99,7 +99,7 @@ func (r results) table() string {
 	for _, s := range r.Scenarios {
 		var ts []string
 		for _, t := range s.Targets {
-			ts = append(ts, fmt.Sprintf("%s %.2f, want %s: %s", t.What, t.Value, t.Want, yes(t.Met)))
+			ts = append(ts, fmt.Sprintf("%s %.3f, want %s: %s", t.What, t.Value, t.Want, yes(t.Met)))
 		}
 		if s.Name == "D" {
 			fmt.Fprintf(&b, "| D: %s | %.1f lifecycles/s | — | — | full speed | %.1f ms | %.1f ms | — |\n",

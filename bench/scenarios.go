@@ -53,7 +53,7 @@ type target struct {
 func (s scenario) line() string {
 	t := ""
 	for _, g := range s.Targets {
-		t += fmt.Sprintf("; %s %.2f (want %s: %v)", g.What, g.Value, g.Want, g.Met)
+		t += fmt.Sprintf("; %s %.3f (want %s: %v)", g.What, g.Value, g.Want, g.Met)
 	}
 	return fmt.Sprintf("%s: %.0f/s vs %s %.0f/s; at %d/s p99 %.2f ms vs %.2f ms%s", s.Name, s.Max.Gateway.Throughput,
 		s.Baseline, s.Max.Baseline.Throughput, s.Rate, s.Fixed.Gateway.P99, s.Fixed.Baseline.P99, t)
