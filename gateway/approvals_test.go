@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/testport"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/spf13/cobra"
@@ -35,12 +35,7 @@ func startGateway(t *testing.T) (base string, calls func() int) {
 		fmt.Fprintf(w, `{"done":"%s %s"}`, r.Method, r.URL.Path)
 	}))
 	t.Cleanup(backend.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testport.Free(t)
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/testport"
 	"github.com/approval-gateway/gateway/module/etcdembed"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -91,9 +92,7 @@ func loadSite(t *testing.T, storeBlock, logFile string) (*gateway, error) {
 func TestEtcdTLSAndAuth(t *testing.T) {
 	dir := t.TempDir()
 	files := pki(t, dir)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	clientURL := "https://" + ln.Addr().String()
-	ln.Close()
+	clientURL := "https://" + testport.Addr(t)
 	srv, err := etcdembed.Start(etcdembed.Options{Dir: t.TempDir(), ClientURL: clientURL,
 		CertFile: files["server.pem"], KeyFile: files["server-key.pem"], TrustedCAFile: files["ca.pem"], Logger: zap.NewNop()})
 	if err != nil {

@@ -3,7 +3,6 @@ package approvals
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -421,18 +420,13 @@ func TestMaxPendingPerIdentity(t *testing.T) {
 
 func TestStoreRestartRecovers(t *testing.T) {
 	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	ln.Close()
 	dir := t.TempDir()
-	srv, err := etcdembed.Start(etcdembed.Options{Dir: dir, ClientURL: url})
+	srv, err := etcdembed.Start(etcdembed.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarnessOn(t, etcdtest.Dial(t, url), srv, "", nil)
+	cli := etcdtest.Dial(t, srv.Endpoint)
+	h := newHarnessOn(t, cli, srv, "", nil)
 	alice, bob := h.token("alice"), h.token("bob", "approvers")
 	id := h.park(alice, "DELETE", "/apps/1", "")
 
@@ -444,11 +438,15 @@ func TestStoreRestartRecovers(t *testing.T) {
 		t.Fatal("a protected call passed while the store was down")
 	}
 
-	srv2, err := etcdembed.Start(etcdembed.Options{Dir: dir, ClientURL: url})
+	// The same data comes back on a fresh port (the old one may have been
+	// taken meanwhile): the client is pointed at it, as an operator's DNS
+	// or endpoint list would be.
+	srv2, err := etcdembed.Start(etcdembed.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv2.Close)
+	cli.SetEndpoints(srv2.Endpoint)
 	// The same gateway, without a restart, works again.
 	waitFor(t, func() bool {
 		return h.do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, "").status == http.StatusOK

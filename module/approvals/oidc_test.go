@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/approval-gateway/gateway/internal/testport"
 )
 
 // needTool skips a test when a tool is missing locally; in CI (CI=true) a
@@ -50,12 +51,7 @@ type oidcProvider struct {
 func newOIDCProvider(t *testing.T) *oidcProvider {
 	t.Helper()
 	needTool(t, "node")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testport.Free(t)
 	return &oidcProvider{Issuer: fmt.Sprintf("http://127.0.0.1:%d", port), port: port}
 }
 

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/approval-gateway/gateway/internal/testport"
 	"github.com/golang-jwt/jwt/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -33,15 +33,9 @@ import (
 
 const secret = "fault-test-secret-fault-test-secret"
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port outside the ephemeral range: a killed etcd member
+// restarts on its own ports, which no client socket can take meanwhile.
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 func build(t *testing.T, pkg, out string) {
 	t.Helper()
