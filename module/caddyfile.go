@@ -13,7 +13,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("approval_gateway", parseCaddyfile)
-	httpcaddyfile.RegisterDirectiveOrder("approval_gateway", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("approval_gateway", httpcaddyfile.Before, "handle")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
