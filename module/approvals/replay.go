@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -21,7 +22,29 @@ const (
 	IdempotencyKeyHeader = "Idempotency-Key"
 	RequestIDHeader      = "Approval-Request-Id"
 	ApprovedByHeader     = "Approval-Approved-By"
+	AttestationHeader    = "Approval-Attestation"
 )
+
+// trustHeaders are set by the gateway on a replay and say to the backend
+// that a call was approved, by whom, and under which request id. A client
+// never sets them: they are removed from every call the gateway forwards,
+// so only a replay carries them.
+var trustHeaders = []string{IdempotencyKeyHeader, RequestIDHeader, ApprovedByHeader, AttestationHeader}
+
+// stripTrustHeaders removes the client's own copies of the trust headers,
+// also under names spelt with underscores, which CGI, PHP, WSGI and
+// nginx's underscores_in_headers hand to the backend as the same variable
+// (HTTP_APPROVAL_APPROVED_BY).
+func stripTrustHeaders(h http.Header) {
+	for _, k := range trustHeaders {
+		delete(h, k)
+	}
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 && slices.Contains(trustHeaders, http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))) {
+			delete(h, k)
+		}
+	}
+}
 
 // complete claims an approved request for its requester and replays it:
 // at most once, since only one claim can move it from approved to

@@ -227,6 +227,7 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 // ServeHTTP routes a request: the approval API, a judged call, or straight
 // to next.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
+	stripTrustHeaders(r.Header)
 	if p := r.URL.Path; p == s.o.Prefix || strings.HasPrefix(p, s.o.Prefix+"/") {
 		if p == s.o.Prefix+"/healthz" {
 			s.health(w, r)
@@ -486,7 +487,7 @@ var dropHeaders = map[string]bool{
 	"Authorization": true, "Cookie": true, "Proxy-Authorization": true,
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
 	"Transfer-Encoding": true, "Upgrade": true, "Content-Length": true, "Expect": true,
-	"Approval-Justification": true, "Idempotency-Key": true, "Approval-Request-Id": true, "Approval-Approved-By": true,
+	"Approval-Justification": true, IdempotencyKeyHeader: true, RequestIDHeader: true, ApprovedByHeader: true, AttestationHeader: true,
 }
 
 func storableHeaders(h http.Header, sealer *Sealer) http.Header {
