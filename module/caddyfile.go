@@ -66,6 +66,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		completion_expiry <duration>
 //		max_justification <characters>
 //		require_approval_notes
+//		case_sensitive_subjects
 //		max_pending_per_identity <n>
 //		complete auto|manual
 //		claim_timeout <duration>
@@ -295,6 +296,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.RequireApprovalNotes = true
+			return nil
+		case "case_sensitive_subjects":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.CaseSensitiveSubjects = true
 			return nil
 		}
 		return d.Errf("unknown option %q", opt)

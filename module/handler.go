@@ -61,6 +61,12 @@ type Handler struct {
 	MaxJustification int `json:"max_justification,omitempty"`
 	// RequireApprovalNotes refuses approvals without notes.
 	RequireApprovalNotes bool `json:"require_approval_notes,omitempty"`
+	// CaseSensitiveSubjects compares subjects exactly (self-approval, one
+	// approval per identity, the requester's own actions, the pending cap).
+	// Default: by Unicode case folding, since an e-mail address, UPN or
+	// user name reaches the gateway in whatever case the identity provider
+	// passes on. Set it only when subjects are case-sensitive opaque ids.
+	CaseSensitiveSubjects bool `json:"case_sensitive_subjects,omitempty"`
 	// MaxPendingPerIdentity caps each requester's pending requests (429
 	// past it). Default 100; -1 means no cap.
 	MaxPendingPerIdentity int `json:"max_pending_per_identity,omitempty"`
@@ -338,7 +344,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
 		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
-		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes,
+		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes, CaseSensitiveSubjects: h.CaseSensitiveSubjects,
 		MaxPendingPerIdentity: h.MaxPendingPerIdentity, AutoComplete: h.Complete == "auto",
 		ClaimTimeout: time.Duration(h.ClaimTimeout), Retention: time.Duration(h.Retention),
 		AuditRetention: time.Duration(h.AuditRetention), SweepInterval: time.Duration(h.SweepInterval),

@@ -50,7 +50,7 @@ func (h *Handler) provisionStore(repl *caddy.Replacer, observe func(string, time
 	var (
 		key       string
 		construct caddy.Constructor
-		opts      store.Options
+		opts      = store.Options{CaseSensitiveSubjects: h.CaseSensitiveSubjects}
 	)
 	logger := h.logger.Named("etcd")
 	if e := cfg.Embedded; e != nil {

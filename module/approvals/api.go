@@ -208,7 +208,7 @@ func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*rec
 	if err != nil {
 		return nil, nil, err
 	}
-	if !rec.IsParty(record.Principal{Subject: who.Subject, Groups: who.Groups}, s.isAdmin(who)) {
+	if !rec.IsParty(s.principal(who), s.isAdmin(who)) {
 		return nil, nil, errNotParty
 	}
 	if rec.Due(s.o.Clock(), s.o.ClaimTimeout) != "" {
@@ -274,7 +274,7 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 // of the API and the console. An approval that meets the quorum of an
 // auto-complete request also replays it.
 func (s *Service) perform(r *http.Request, who *identity.Identity, id, action string, in actionInput, next Next) (*record.Record, error) {
-	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	p := s.principal(who)
 	now := s.o.Clock()
 	var fn func(*record.Record) error
 	switch action {
@@ -327,7 +327,7 @@ func isOverdue(err error) bool {
 // shares: a caller who is no party to the request gets 404, and an overdue
 // request is first recorded as expired or failed (and the action refused).
 func (s *Service) mutate(r *http.Request, who *identity.Identity, id string, fn func(*record.Record) error) (*record.Record, error) {
-	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	p := s.principal(who)
 	admin := s.isAdmin(who)
 	overdue := false
 	rec, err := s.storeMutate(r.Context(), id, s.o.ClientIP(r), func(rec *record.Record) error {

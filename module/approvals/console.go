@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -374,20 +375,11 @@ func (c *console) waiting(r *http.Request, who *identity.Identity) int {
 	}
 	n := 0
 	for _, rec := range recs {
-		if rec.Requester.Subject != who.Subject && !approvedBy(rec, who.Subject) {
+		if me := c.s.principal(who); !me.Is(rec.Requester.Subject) && !slices.ContainsFunc(rec.ApprovedBy(), me.Is) {
 			n++
 		}
 	}
 	return n
-}
-
-func approvedBy(rec *record.Record, subject string) bool {
-	for _, s := range rec.ApprovedBy() {
-		if s == subject {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *console) list(w http.ResponseWriter, r *http.Request, p *page) {
@@ -447,10 +439,10 @@ func (c *console) request(w http.ResponseWriter, r *http.Request, p *page, id st
 	if code := r.URL.Query().Get("error"); code != "" {
 		p.Message = c.explainCode(code, rec.Status)
 	}
-	me := record.Principal{Subject: p.User.Subject, Groups: p.User.Groups}
+	me := c.s.principal(p.User)
 	p.CanApprove = rec.Status == record.NeedsApproval && rec.IsApprover(me)
-	p.CanComplete = rec.Status == record.Approved && rec.Requester.Subject == me.Subject
-	p.CanCancel = (rec.Status == record.NeedsApproval || rec.Status == record.Approved) && rec.Requester.Subject == me.Subject
+	p.CanComplete = rec.Status == record.Approved && me.Is(rec.Requester.Subject)
+	p.CanCancel = (rec.Status == record.NeedsApproval || rec.Status == record.Approved) && me.Is(rec.Requester.Subject)
 	p.Actions = p.CanApprove || p.CanComplete || p.CanCancel
 	c.render(w, r, status, "request", p)
 }
@@ -558,7 +550,7 @@ func (c *console) live(w http.ResponseWriter, r *http.Request, who *identity.Ide
 	if err := rc.Flush(); err != nil {
 		return
 	}
-	me := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	me := c.s.principal(who)
 	admin := c.s.isAdmin(who)
 	changed := make(chan *record.Record, 64)
 	ctx, cancel := context.WithCancel(r.Context())

@@ -95,7 +95,7 @@ func (s *Service) newEvent(cur store.AuditCursor, e record.AuditEvent, base stri
 
 // mayseeEvent reports whether who may see an event: as for the request itself.
 func (s *Service) mayseeEvent(who *identity.Identity, e record.AuditEvent) bool {
-	if s.isAdmin(who) || e.Requester == who.Subject {
+	if s.isAdmin(who) || s.principal(who).Is(e.Requester) {
 		return true
 	}
 	for _, g := range e.Groups {

@@ -40,7 +40,7 @@ type Webhook struct {
 }
 
 // wants reports whether target t takes event e of type typ.
-func (t Webhook) wants(typ string, e record.AuditEvent) bool {
+func (t Webhook) wants(typ string, e record.AuditEvent, exact bool) bool {
 	if len(t.Events) > 0 && !slices.Contains(t.Events, typ) {
 		return false
 	}
@@ -50,7 +50,8 @@ func (t Webhook) wants(typ string, e record.AuditEvent) bool {
 	if forApprovers(typ, e.To) {
 		return slices.ContainsFunc(e.Groups, func(g string) bool { return slices.Contains(t.Groups, g) })
 	}
-	return slices.Contains(t.Requesters, e.Requester)
+	requester := record.Principal{Subject: e.Requester, CaseSensitive: exact}
+	return slices.ContainsFunc(t.Requesters, requester.Is)
 }
 
 // SignatureHeader carries a delivery's signature: t=<unix seconds>,v1=<hex
@@ -168,7 +169,7 @@ func (n *notifier) deliverTo(ctx context.Context, t Webhook) error {
 		}
 		err = n.s.o.Store.WatchAudit(ctx, cur, func(c store.AuditCursor, e record.AuditEvent) error {
 			typ := eventType(e)
-			if typ != "" && t.wants(typ, e) {
+			if typ != "" && t.wants(typ, e, n.s.o.CaseSensitiveSubjects) {
 				n.deliver(ctx, t, key, c, e)
 			}
 			if ctx.Err() != nil {

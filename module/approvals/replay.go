@@ -70,7 +70,7 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 // through cw with auth as its Authorization: the one path of completion,
 // from the API and from the console.
 func (s *Service) claimAndReplay(cw *captureWriter, r *http.Request, who *identity.Identity, id, auth string, next Next) (*record.Record, error) {
-	p := record.Principal{Subject: who.Subject, Groups: who.Groups}
+	p := s.principal(who)
 	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.o.Clock()) })
 	if err != nil {
 		return nil, err

@@ -124,6 +124,12 @@ type Options struct {
 	RetryBase           time.Duration
 	MaxDeliveryAttempts int
 
+	// CaseSensitiveSubjects compares subjects exactly for self-approval,
+	// "one approval per identity" and who the requester is; by default
+	// they are compared by Unicode case folding (record.SubjectKey). The
+	// store must be built with the same setting.
+	CaseSensitiveSubjects bool
+
 	// ClientIP returns the client address of a request. Default: the host
 	// of RemoteAddr.
 	ClientIP func(*http.Request) string
@@ -520,6 +526,12 @@ func (s *Service) authenticate(r *http.Request) (*identity.Identity, error) {
 		return nil, e
 	}
 	return who, nil
+}
+
+// principal is who as a record sees a caller, with the configured rule for
+// comparing subjects.
+func (s *Service) principal(who *identity.Identity) record.Principal {
+	return record.Principal{Subject: who.Subject, Groups: who.Groups, CaseSensitive: s.o.CaseSensitiveSubjects}
 }
 
 func (s *Service) isAdmin(who *identity.Identity) bool {

@@ -67,7 +67,7 @@ type ApproveInput struct {
 // identity in two required groups fills one of them, chosen so that the
 // approvals given so far meet as many requirements as possible.
 func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
-	if p.Subject == r.Requester.Subject {
+	if p.Is(r.Requester.Subject) {
 		return refuse(CodeSelfApproval, "you cannot approve your own request")
 	}
 	eligible := r.EligibleGroups(p)
@@ -85,7 +85,7 @@ func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
 	}
 	all := r.approvals()
 	for _, a := range all {
-		if a.Subject == p.Subject {
+		if p.Is(a.Subject) {
 			return refuse(CodeAlreadyApproved, "%s has already approved this request", p.Subject)
 		}
 	}
@@ -118,7 +118,7 @@ func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
 
 // Reject vetoes the request. Notes are required.
 func (r *Record) Reject(p Principal, notes string, now time.Time) error {
-	if p.Subject == r.Requester.Subject {
+	if p.Is(r.Requester.Subject) {
 		return refuse(CodeSelfApproval, "you cannot decide on your own request; cancel it instead")
 	}
 	if !r.IsApprover(p) {
@@ -135,7 +135,7 @@ func (r *Record) Reject(p Principal, notes string, now time.Time) error {
 
 // Cancel withdraws the request; only its requester may.
 func (r *Record) Cancel(p Principal, notes string, now time.Time) error {
-	if p.Subject != r.Requester.Subject {
+	if !p.Is(r.Requester.Subject) {
 		return refuse(CodeNotTheRequester, "only the requester can cancel a request")
 	}
 	if !Allowed(ActionCancel, r.Status) {
@@ -147,7 +147,7 @@ func (r *Record) Cancel(p Principal, notes string, now time.Time) error {
 // Claim marks an approved request as being replayed by its requester; the
 // store fences it so only one claim wins.
 func (r *Record) Claim(p Principal, now time.Time) error {
-	if p.Subject != r.Requester.Subject {
+	if !p.Is(r.Requester.Subject) {
 		return refuse(CodeNotTheRequester, "only the requester can complete a request")
 	}
 	if !Allowed(ActionClaim, r.Status) {

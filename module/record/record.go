@@ -8,12 +8,37 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/text/cases"
 )
 
 // Principal is an authenticated caller: who they are and their groups.
 type Principal struct {
 	Subject string   `json:"subject"`
 	Groups  []string `json:"groups"`
+	// CaseSensitive compares subjects exactly; by default they are
+	// compared by their Unicode case folding (SubjectKey).
+	CaseSensitive bool `json:"-"`
+}
+
+// SubjectKey is the form in which subjects are compared and indexed: the
+// Unicode case folding of s, so that "Alice", "ALICE" and "alice" (an
+// e-mail address, a UPN or a user name as the identity provider happened
+// to spell it) are one person; or s itself when caseSensitive, for
+// identity providers whose subjects are case-sensitive opaque ids.
+func SubjectKey(s string, caseSensitive bool) string {
+	if caseSensitive {
+		return s
+	}
+	return cases.Fold().String(s)
+}
+
+// Is reports whether subject names p, under p's comparison rule.
+func (p Principal) Is(subject string) bool {
+	if p.CaseSensitive {
+		return p.Subject == subject
+	}
+	return p.Subject == subject || SubjectKey(p.Subject, false) == SubjectKey(subject, false)
 }
 
 // InGroup reports whether p is a member of group.
@@ -192,7 +217,7 @@ func (r *Record) IsApprover(p Principal) bool {
 // IsParty reports whether p may see r: its requester, an eligible approver,
 // or an admin.
 func (r *Record) IsParty(p Principal, admin bool) bool {
-	return admin || p.Subject == r.Requester.Subject || r.IsApprover(p)
+	return admin || p.Is(r.Requester.Subject) || r.IsApprover(p)
 }
 
 // ApprovedBy lists the approvers' subjects in the order they approved.

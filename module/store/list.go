@@ -44,10 +44,10 @@ type ListOptions struct {
 	Cursor string
 }
 
-func (o *ListOptions) match(r *record.Record) bool {
+func (o *ListOptions) match(r *record.Record, exact bool) bool {
 	return (len(o.Statuses) == 0 || slices.Contains(o.Statuses, r.Status)) &&
 		(o.Policy == "" || r.Policy == o.Policy) &&
-		(o.RequestedBy == "" || r.Requester.Subject == o.RequestedBy) &&
+		(o.RequestedBy == "" || record.SubjectKey(r.Requester.Subject, exact) == record.SubjectKey(o.RequestedBy, exact)) &&
 		(o.Resource == "" || r.Resource == o.Resource)
 }
 
@@ -139,7 +139,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) (_ []*record.Record, _ 
 		}
 		hint.Store(int64(win))
 		for _, r := range recs {
-			if !o.match(r) {
+			if !o.match(r, s.exact) {
 				continue
 			}
 			out = append(out, r)

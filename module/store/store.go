@@ -34,6 +34,10 @@ type Options struct {
 	// Observe, when set, is told of each operation: its name, duration and
 	// error (metrics).
 	Observe func(op string, d time.Duration, err error)
+	// CaseSensitiveSubjects indexes requesters by their subject exactly;
+	// by default by its case folding (record.SubjectKey), so the pending cap
+	// and a requester's list count "Alice" and "alice" as one.
+	CaseSensitiveSubjects bool
 }
 
 // Store is the etcd-backed request store. It is safe for concurrent use.
@@ -46,6 +50,7 @@ type Store struct {
 	timeout time.Duration
 	observe func(op string, d time.Duration, err error)
 	pending pendingCounts
+	exact   bool // subjects are case-sensitive
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 }
 
@@ -66,7 +71,7 @@ func New(cli *clientv3.Client, opts Options) (*Store, error) {
 	if observe == nil {
 		observe = func(string, time.Duration, error) {}
 	}
-	return &Store{cli: cli, prefix: p, timeout: t, observe: observe}, nil
+	return &Store{cli: cli, prefix: p, timeout: t, observe: observe, exact: opts.CaseSensitiveSubjects}, nil
 }
 
 // ValidatePrefix checks a key prefix: it starts and ends with "/" and has no
@@ -126,8 +131,11 @@ func (s *Store) requestKey(id string) string { return s.prefix + "requests/" + i
 func (s *Store) payloadKey(id string) string { return s.prefix + "payloads/" + id }
 func (s *Store) resourceKey(r string) string { return s.prefix + "resources/" + url.PathEscape(r) }
 func (s *Store) requesterIndex(sub string) string {
-	return s.prefix + "by-requester/" + url.PathEscape(sub) + "/"
+	return s.prefix + "by-requester/" + url.PathEscape(s.subjectKey(sub)) + "/"
 }
+
+// subjectKey is the form of a subject in keys and comparisons.
+func (s *Store) subjectKey(sub string) string { return record.SubjectKey(sub, s.exact) }
 func (s *Store) timeIndex() string { return s.prefix + "by-time/" }
 
 // indexKeys are the list index keys of a request: by time, by requester,
@@ -161,7 +169,7 @@ func (s *Store) groupIndex(group string) string {
 	return s.prefix + "by-group/" + url.PathEscape(group) + "/"
 }
 func (s *Store) pendingIndex(sub string) string {
-	return s.prefix + "pending/" + url.PathEscape(sub) + "/"
+	return s.prefix + "pending/" + url.PathEscape(s.subjectKey(sub)) + "/"
 }
 func (s *Store) auditKey(id string) string  { return s.prefix + "audit/" + id }
 func (s *Store) sealedKey(id string) string { return s.prefix + "sealed/" + id }
@@ -247,9 +255,9 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	// requester meanwhile, the failed write returns the fresh count and is
 	// tried again. A requester's parks on this gateway go one at a time, so
 	// they do not fence each other out.
-	unlock := s.pending.lock(rec.Requester.Subject)
+	unlock := s.pending.lock(s.subjectKey(rec.Requester.Subject))
 	defer unlock()
-	known, fresh := s.pending.get(rec.Requester.Subject), false
+	known, fresh := s.pending.get(s.subjectKey(rec.Requester.Subject)), false
 	for range maxAttempts {
 		if known.n >= int64(o.MaxPending) && fresh {
 			return ErrTooManyPending
@@ -261,7 +269,7 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 				return unavailable(err)
 			}
 			known = pendingCount{n: resp.Count, rev: resp.Header.Revision}
-			s.pending.put(rec.Requester.Subject, known)
+			s.pending.put(s.subjectKey(rec.Requester.Subject), known)
 			if known.n >= int64(o.MaxPending) {
 				return ErrTooManyPending
 			}
@@ -276,11 +284,11 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 			return unavailable(err)
 		}
 		if resp.Succeeded {
-			s.pending.put(rec.Requester.Subject, pendingCount{n: known.n + 1, rev: resp.Header.Revision})
+			s.pending.put(s.subjectKey(rec.Requester.Subject), pendingCount{n: known.n + 1, rev: resp.Header.Revision})
 			return nil
 		}
 		known, fresh = pendingCount{n: resp.Responses[1].GetResponseRange().Count, rev: resp.Header.Revision}, true
-		s.pending.put(rec.Requester.Subject, known)
+		s.pending.put(s.subjectKey(rec.Requester.Subject), known)
 		if err := claimed(resp); !errors.Is(err, errFenced) {
 			return err
 		}
