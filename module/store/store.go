@@ -50,7 +50,7 @@ type Store struct {
 	timeout time.Duration
 	observe func(op string, d time.Duration, err error)
 	pending pendingCounts
-	exact   bool // subjects are case-sensitive
+	exact   bool            // subjects are case-sensitive
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 }
 
@@ -136,7 +136,7 @@ func (s *Store) requesterIndex(sub string) string {
 
 // subjectKey is the form of a subject in keys and comparisons.
 func (s *Store) subjectKey(sub string) string { return record.SubjectKey(sub, s.exact) }
-func (s *Store) timeIndex() string { return s.prefix + "by-time/" }
+func (s *Store) timeIndex() string            { return s.prefix + "by-time/" }
 
 // indexKeys are the list index keys of a request: by time, by requester,
 // and by each approver group. They hold the id inverted, so that ascending
