@@ -3,6 +3,7 @@ package approvalgateway
 import (
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -60,6 +61,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		query <rego ref>
 //		methods <method...>
 //		max_body <size>
+//		method_override reject|judge
+//		ambiguous_paths reject|judge
 //		api_prefix <path>
 //		admin_groups <group...>
 //		approval_expiry <duration>
@@ -151,6 +154,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxBody = int64(n)
 			return nil
+		case "method_override":
+			return choiceArg(d, &h.MethodOverride, "reject", "judge")
+		case "ambiguous_paths":
+			return choiceArg(d, &h.AmbiguousPaths, "reject", "judge")
 		case "api_prefix":
 			return oneArg(d, &h.APIPrefix)
 		case "admin_groups":
@@ -433,6 +440,17 @@ func eachOption(d *caddyfile.Dispenser, nesting int, repeatable []string, fn fun
 func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
 	if *dst = d.RemainingArgs(); len(*dst) == 0 {
 		return d.ArgErr()
+	}
+	return nil
+}
+
+// choiceArg reads exactly one argument, one of choices, into dst.
+func choiceArg(d *caddyfile.Dispenser, dst *string, choices ...string) error {
+	if err := oneArg(d, dst); err != nil {
+		return err
+	}
+	if !slices.Contains(choices, *dst) {
+		return d.Errf("%q is not one of %s", *dst, strings.Join(choices, ", "))
 	}
 	return nil
 }

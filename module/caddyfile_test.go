@@ -46,6 +46,8 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		"unknown jwt option":      {"identity jwt {\n\t\t\tsecrets a\n\t\t}", `unknown identity jwt option "secrets", at Caddyfile:4`},
 		"unknown identity source": {"identity saml", `unknown identity source "saml"`},
 		"missing argument":        {"policies", "after 'policies', at Caddyfile:3"},
+		"bad method_override":     {"method_override allow", `"allow" is not one of reject, judge, at Caddyfile:3`},
+		"bad ambiguous_paths":     {"ambiguous_paths normalize", `"normalize" is not one of reject, judge, at Caddyfile:3`},
 		"directive argument":      {"", ""},
 	}
 	for name, tc := range tests {

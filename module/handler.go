@@ -44,10 +44,26 @@ type Handler struct {
 	Policies string `json:"policies,omitempty"`
 	// Query is the decision to evaluate. Default "data.approval.decision".
 	Query string `json:"query,omitempty"`
-	// Methods are judged. Default POST, PUT, PATCH, DELETE.
+	// Methods are judged. Default: every method but GET, HEAD, OPTIONS and
+	// TRACE.
 	Methods []string `json:"methods,omitempty"`
-	// MaxBody is the largest judged body in bytes. Default 1 MiB.
+	// MaxBody is the largest body, in bytes as sent and as decoded, of a
+	// judged call whose body a policy reads or that is parked (413 past
+	// it); when no policy reads bodies, an allowed call's body streams
+	// whatever its size. Default 1 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
+	// MethodOverride is what happens to a call that asks for another
+	// method (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override, a
+	// _method query or form field): "reject" (400 method_override, the
+	// default) or "judge" (the policy judges the method asked for; the
+	// call is stored and replayed as sent).
+	MethodOverride string `json:"method_override,omitempty"`
+	// AmbiguousPaths is what happens to a judged call whose path holds dot
+	// segments, encoded slashes, backslashes, semicolons or encoded
+	// control bytes, which backends resolve differently: "reject" (400
+	// ambiguous_path, the default) or "judge" (the policy judges the
+	// normalized path, with the raw one beside it).
+	AmbiguousPaths string `json:"ambiguous_paths,omitempty"`
 	// APIPrefix is where the approval API lives. Default "/.approvals".
 	APIPrefix string `json:"api_prefix,omitempty"`
 	// AdminGroups may list every request.
@@ -342,7 +358,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Annotate: h.annotate(ctx), Sealer: sealer,
 		Console: console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
 		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
-		Methods: h.Methods, MaxBody: h.MaxBody, Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
+		Methods: h.Methods, MaxBody: h.MaxBody, JudgeMethodOverride: h.MethodOverride == "judge", JudgeAmbiguousPaths: h.AmbiguousPaths == "judge", Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
 		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
 		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes, CaseSensitiveSubjects: h.CaseSensitiveSubjects,
 		MaxPendingPerIdentity: h.MaxPendingPerIdentity, AutoComplete: h.Complete == "auto",
@@ -378,6 +394,11 @@ func (h *Handler) Validate() error {
 	case "", "manual", "auto":
 	default:
 		return fmt.Errorf("complete: %q is not auto or manual", h.Complete)
+	}
+	for name, v := range map[string]string{"method_override": h.MethodOverride, "ambiguous_paths": h.AmbiguousPaths} {
+		if v != "" && v != "reject" && v != "judge" {
+			return fmt.Errorf("%s: %q is not reject or judge", name, v)
+		}
 	}
 	for _, n := range h.Notify {
 		for _, e := range n.Events {

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
 	"go.uber.org/zap"
@@ -239,7 +240,7 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "reading the body failed"))
 		return
 	case len(body) > maxActionBody:
-		writeError(w, tooLarge(maxActionBody))
+		writeError(w, inspect.TooLarge(maxActionBody))
 		return
 	case len(strings.TrimSpace(string(body))) > 0:
 		if err := json.Unmarshal(body, &in); err != nil {

@@ -424,7 +424,7 @@ func (c *console) request(w http.ResponseWriter, r *http.Request, p *page, id st
 		c.fail(w, r, p, asAPIError(err).status, asAPIError(err).code)
 		return
 	}
-	p.Request, p.Title, p.BodySize = rec, rec.Operation.Method+" "+rec.Operation.Path, len(body)
+	p.Request, p.Title, p.BodySize = rec, rec.Operation.Method+" "+rec.Operation.Target(), len(body)
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, body, "", "  ") == nil {
 		p.Body = pretty.String()

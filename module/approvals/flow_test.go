@@ -260,7 +260,7 @@ func TestBodyLimit(t *testing.T) {
 	if len(res.body["requests"].([]any)) != 0 {
 		t.Fatal("an oversize request was stored")
 	}
-	h.park(alice, "POST", "/apps", strings.Repeat("x", 100))
+	h.park(alice, "POST", "/apps", `{"pad":"`+strings.Repeat("x", 100-10)+`"}`)
 }
 
 const splitPolicy = `package approval

@@ -31,6 +31,8 @@ type seen struct {
 	Method, Path, Query string
 	Header              http.Header
 	Body                string
+	// URI is the request target exactly as it arrived.
+	URI string
 }
 
 // backend is a real HTTP server that records what reaches it.
@@ -45,7 +47,7 @@ func newBackend(t *testing.T) *backend {
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()
-		b.calls = append(b.calls, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(body)})
+		b.calls = append(b.calls, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(body), r.RequestURI})
 		b.mu.Unlock()
 		w.Header().Set("X-Backend", "example")
 		w.Header().Set("Content-Type", "application/json")

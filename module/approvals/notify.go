@@ -289,7 +289,7 @@ func slackText(ev Event, rec *record.Record) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Request %s by %s: ", verb, ev.Actor)
 	if rec != nil {
-		fmt.Fprintf(&b, "%s %s (policy %s)\nRequested by %s: %q", rec.Operation.Method, rec.Operation.Path, rec.Policy, rec.Requester.Subject, rec.Justification)
+		fmt.Fprintf(&b, "%s %s (policy %s)\nRequested by %s: %q", rec.Operation.Method, rec.Operation.Target(), rec.Policy, rec.Requester.Subject, rec.Justification)
 	}
 	if ev.Notes != "" && ev.Type != EventParked {
 		fmt.Fprintf(&b, "\nNotes: %q", ev.Notes)

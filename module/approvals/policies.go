@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/policy"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
@@ -102,7 +103,7 @@ func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *ide
 	var change policyChange
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxPolicyBody+1))
 	if err != nil || len(body) > maxPolicyBody {
-		writeError(w, tooLarge(maxPolicyBody))
+		writeError(w, inspect.TooLarge(maxPolicyBody))
 		return
 	}
 	if r.Method == http.MethodDelete {
@@ -134,7 +135,9 @@ func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *ide
 	}
 	d := policy.Decision{Action: policy.RequireApproval, Policy: policyChangePolicy, Resource: "policies/" + name,
 		Approvers: reqs, Reason: fmt.Sprintf("a %s of runtime policy %s needs approval from the policy approvers", verb, name)}
-	rec, err := s.park(r, who, d, stored, s.o.Clock(), internalPolicy)
+	rec, err := s.park(r, parked{who: who, d: d, body: stored, now: s.o.Clock(), internal: internalPolicy,
+		method: inspect.Method{Effective: r.Method, Wire: r.Method},
+		target: inspect.Target{Path: r.URL.Path, RawPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery}})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -119,7 +120,10 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 			return err
 		}
 	}
-	rr := s.replayRequest(r, rec, body, auth)
+	rr, err := s.replayRequest(r, rec, body, auth)
+	if err != nil {
+		return s.finishReplay(r, id, record.Result{Error: "the stored call cannot be replayed verbatim: " + err.Error()}, false)
+	}
 	for k, v := range creds {
 		rr.Header[k] = v
 	}
@@ -156,15 +160,27 @@ func (s *Service) finishReplay(r *http.Request, id string, res record.Result, an
 	return final, nil
 }
 
-// replayRequest rebuilds the parked call. It carries the complete call's
-// own Authorization (the requester's current token), never a stored one,
-// and goes to whatever next handler the configuration names.
-func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte, auth string) *http.Request {
+// replayRequest rebuilds the parked call: the method and raw request
+// target exactly as they were sent and judged (escapes, an override header
+// or _method field included). It carries the complete call's own
+// Authorization (the requester's current token), never a stored one, and
+// goes to whatever next handler the configuration names.
+func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte, auth string) (*http.Request, error) {
 	op := rec.Operation
 	rr := r.Clone(r.Context())
-	rr.Method = op.Method
+	rr.Method = op.SentMethod()
 	u := *r.URL
 	u.Path, u.RawPath, u.RawQuery = op.Path, "", op.RawQuery
+	if op.RawPath != "" {
+		p, err := url.PathUnescape(op.RawPath)
+		if err != nil {
+			return nil, err
+		}
+		u.Path, u.RawPath = p, op.RawPath
+		if u.EscapedPath() != op.RawPath {
+			return nil, errors.New("the stored path cannot be sent as it was received")
+		}
+	}
 	rr.URL = &u
 	rr.RequestURI = u.RequestURI()
 	if op.Host != "" {
@@ -186,7 +202,7 @@ func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte
 	}
 	rr.ContentLength = int64(len(body))
 	rr.GetBody = nil
-	return rr
+	return rr, nil
 }
 
 type readCloser struct{ *bytes.Reader }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
 )
@@ -17,7 +18,7 @@ const (
 	CodeDenied                = "denied"
 	CodeJustificationRequired = "justification_required"
 	CodeJustificationTooLong  = "justification_too_long"
-	CodeBodyTooLarge          = "body_too_large"
+	CodeBodyTooLarge          = inspect.CodeBodyTooLarge
 	CodePendingExists         = "pending_exists"
 	CodeForbidden             = "forbidden"
 	CodeNotFound              = "not_found"
@@ -69,6 +70,10 @@ func asAPIError(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
+	}
+	var ie *inspect.Error
+	if errors.As(err, &ie) {
+		return fail(ie.Status, ie.Code, ie.Message)
 	}
 	var re *record.Error
 	if errors.As(err, &re) {

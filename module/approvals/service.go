@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/policy"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
@@ -37,8 +38,10 @@ const (
 	DefaultAuditRetention   = 8760 * time.Hour
 )
 
-// DefaultMethods are the methods judged when none are configured.
-var DefaultMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+// safeMethods are never judged: they pass untouched. With no methods
+// configured, every other method is judged (WebDAV's, PURGE, a
+// framework's own), so no method a backend may act on passes unjudged.
+var safeMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodOptions: true, http.MethodTrace: true}
 
 // Next is the rest of the handler chain (the reverse proxy): where allowed
 // calls and replays go.
@@ -60,10 +63,20 @@ type Options struct {
 	// group). Default: AdminGroups.
 	PolicyApprovers []string
 
-	// Methods are judged; others pass untouched. Default DefaultMethods.
+	// Methods are judged; others pass untouched. Default: every method but
+	// GET, HEAD, OPTIONS and TRACE.
 	Methods []string
-	// MaxBody is the largest body of a judged call. Default 1 MiB.
+	// MaxBody is the largest body of a judged call that a policy reads or
+	// that is parked, as sent and decoded. Default 1 MiB.
 	MaxBody int64
+	// JudgeMethodOverride has policies judge the method that an override
+	// header or _method field asks for, and stores and replays the call
+	// with it; by default such calls are refused (400 method_override).
+	JudgeMethodOverride bool
+	// JudgeAmbiguousPaths has policies judge paths with dot segments,
+	// encoded slashes, backslashes or semicolons (normalized, beside the
+	// raw path); by default they are refused (400 ambiguous_path).
+	JudgeAmbiguousPaths bool
 	// Prefix is where the approval API lives. Default DefaultPrefix.
 	Prefix string
 	// AdminGroups may list every request.
@@ -142,8 +155,9 @@ type Options struct {
 // in the store.
 type Service struct {
 	o       Options
-	api     string // Prefix + "/api/v1"
-	methods map[string]bool
+	api     string          // Prefix + "/api/v1"
+	methods map[string]bool // nil: every method but the safe ones
+	inspect inspect.Options
 	log     *zap.Logger
 	console *console
 	// runtimeReady is set once the runtime policies were read from the
@@ -159,15 +173,14 @@ func New(o Options) (*Service, error) {
 	if o.Store == nil || o.Identity == nil || o.Policies == nil {
 		return nil, errors.New("approvals: store, identity and policy are required")
 	}
-	if len(o.Methods) == 0 {
-		o.Methods = DefaultMethods
-	}
-	methods := map[string]bool{}
+	var methods map[string]bool
 	for _, m := range o.Methods {
 		m = strings.ToUpper(m)
-		switch m {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		if safeMethods[m] {
 			return nil, fmt.Errorf("methods: %s is a safe method and is never judged", m)
+		}
+		if methods == nil {
+			methods = map[string]bool{}
 		}
 		methods[m] = true
 	}
@@ -212,7 +225,8 @@ func New(o Options) (*Service, error) {
 	if o.Annotate == nil {
 		o.Annotate = func(*http.Request, string, string, *record.Record) {}
 	}
-	s := &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger}
+	s := &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger,
+		inspect: inspect.Options{MaxBody: o.MaxBody, JudgeMethodOverride: o.JudgeMethodOverride, JudgeAmbiguousPaths: o.JudgeAmbiguousPaths}}
 	if o.Console != nil {
 		c, err := newConsole(s, *o.Console)
 		if err != nil {
@@ -246,15 +260,35 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) e
 		s.serveAPI(w, r, next)
 		return nil
 	}
-	if !s.methods[r.Method] {
+	m, err := inspect.ReadMethod(r, s.inspect)
+	if err != nil {
+		writeError(w, err)
+		return nil
+	}
+	if !s.judged(m.Effective) && !s.judged(m.Wire) {
 		return next(w, r)
 	}
-	return s.judge(w, r, next)
+	return s.judge(w, r, m, next)
+}
+
+// judged reports whether calls with method m are judged.
+func (s *Service) judged(m string) bool {
+	if s.methods == nil {
+		return !safeMethods[m]
+	}
+	return s.methods[m]
 }
 
 // judge authenticates a protected call, asks the policy, and lets it
-// through, refuses it or parks it.
-func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error {
+// through, refuses it or parks it. The policy sees the call as the backend
+// will execute it (package inspect); the bytes forwarded, stored and
+// replayed are the ones sent.
+func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method, next Next) error {
+	tgt, err := inspect.ReadTarget(r.URL, s.inspect)
+	if err != nil {
+		writeError(w, err)
+		return nil
+	}
 	who, err := s.authenticate(r)
 	if err != nil {
 		writeError(w, err)
@@ -264,51 +298,58 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 		writeError(w, fail(http.StatusServiceUnavailable, CodeStoreUnavailable, "the runtime policies are not loaded yet; try again shortly"))
 		return nil
 	}
-	if r.ContentLength > s.o.MaxBody {
-		writeError(w, tooLarge(s.o.MaxBody))
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.o.MaxBody+1))
-	if err != nil {
-		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "reading the request body failed"))
-		return nil
-	}
-	if int64(len(body)) > s.o.MaxBody {
-		writeError(w, tooLarge(s.o.MaxBody))
-		return nil
+	// The policy in force now decides; the body is read only if it reads
+	// bodies, or if a form could hold a _method field.
+	pol := s.o.Policies.Engine().Current()
+	var body *inspect.Body
+	if pol.Use.Body || inspect.IsFormType(r.Header) {
+		if body, err = s.readBody(r); err == nil {
+			m, err = body.FormOverride(m, s.inspect)
+		}
+		if err != nil {
+			writeError(w, err)
+			return nil
+		}
 	}
 	now := s.o.Clock()
-	d, err := s.o.Policies.Engine().DecideCall(r.Context(), policy.Call{
-		Method: r.Method, Path: r.URL.Path, Host: r.Host, Query: r.URL.Query(),
-		Header: r.Header, Body: body, RemoteIP: s.o.ClientIP(r),
-	}, policy.Caller{Subject: who.Subject, Groups: who.Groups, Claims: who.Claims}, now)
+	call := policy.Call{Method: m.Effective, WireMethod: m.Wire, Path: tgt.Path, RawPath: tgt.RawPath, Host: r.Host,
+		Query: tgt.Query, Header: r.Header, ContentType: inspect.MediaType(r.Header), RemoteIP: s.o.ClientIP(r)}
+	if body != nil {
+		call.Body, call.BodySize, call.BodySHA256 = body.Value, len(body.Raw), body.SHA256
+	}
+	d, err := pol.DecideCall(r.Context(), call, policy.Caller{Subject: who.Subject, Groups: who.Groups, Claims: who.Claims}, now)
 	if err != nil {
 		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
-			zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+			zap.String("subject", who.Subject), zap.String("method", m.Effective), zap.String("path", tgt.Path))
 	}
 	s.o.Metrics.decision(d.Action, d.Policy)
 	if d.Action != policy.RequireApproval {
 		s.o.Annotate(r, "approval_decided", d.Policy, &record.Record{Status: record.Status(d.Action)})
 	}
 	s.log.Info("decision", zap.String("action", d.Action), zap.String("policy", d.Policy),
-		zap.String("subject", who.Subject), zap.String("method", r.Method), zap.String("path", r.URL.Path),
-		zap.String("resource", d.Resource), zap.String("client_ip", s.o.ClientIP(r)))
+		zap.String("subject", who.Subject), zap.String("method", m.Effective), zap.String("path", tgt.Path),
+		zap.String("resource", d.Resource), zap.String("client_ip", call.RemoteIP))
 	switch d.Action {
 	case policy.Allow:
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
 		return next(w, r)
 	case policy.RequireApproval:
-		if d.BreakGlass {
-			return s.breakGlass(w, r, who, d, body, now, next)
-		}
 		if d.DryRun {
-			s.dryRun(r, who, d, now)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
+			s.dryRun(r, who, d, m, tgt, now)
 			return next(w, r)
 		}
-		rec, err := s.park(r, who, d, body, now, "")
+		// A parked or break-glass call is stored whole: its body is read
+		// (bounded) and must be one approvers can be shown.
+		if body == nil {
+			if body, err = s.readBody(r); err != nil {
+				writeError(w, err)
+				return nil
+			}
+		}
+		c := parked{who: who, d: d, method: m, target: tgt, body: body.Raw, now: now}
+		if d.BreakGlass {
+			return s.breakGlass(w, r, c, next)
+		}
+		rec, err := s.park(r, c)
 		if err != nil {
 			writeError(w, err)
 			return nil
@@ -326,8 +367,36 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, next Next) error
 	}
 }
 
-func tooLarge(max int64) *apiError {
-	return fail(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("the body exceeds the %d-byte limit", max))
+// readBody reads a judged call's body, bounded by MaxBody, and leaves the
+// same bytes in r for the next handler.
+func (s *Service) readBody(r *http.Request) (*inspect.Body, error) {
+	if r.ContentLength > s.o.MaxBody {
+		return nil, inspect.TooLarge(s.o.MaxBody)
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, s.o.MaxBody+1))
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, CodeBadRequest, "reading the request body failed")
+	}
+	if int64(len(raw)) > s.o.MaxBody {
+		return nil, inspect.TooLarge(s.o.MaxBody)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	r.ContentLength = int64(len(raw))
+	return inspect.ReadBody(raw, r.Header, s.inspect)
+}
+
+// parked is a judged call that needs approval: who asked, what the policy
+// decided, and the call as it will be replayed.
+type parked struct {
+	who    *identity.Identity
+	d      policy.Decision
+	method inspect.Method
+	target inspect.Target
+	body   []byte
+	now    time.Time
+	// internal names a target inside the gateway (a runtime policy
+	// change), or is empty for the backend.
+	internal string
 }
 
 // JustificationHeader carries the requester's business justification.
@@ -354,46 +423,50 @@ func (s *Service) justification(r *http.Request, d policy.Decision) (string, err
 	return just, nil
 }
 
-// newRecord builds the record of a judged call that needs approval.
-func (s *Service) newRecord(r *http.Request, who *identity.Identity, d policy.Decision, just string, body []byte, now time.Time, internal string) (*record.Record, error) {
+// newRecord builds the record of a judged call that needs approval: the
+// call exactly as sent (method, raw path and query, headers but
+// credentials, body), to be replayed byte for byte.
+func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Record, error) {
 	op := record.Operation{
-		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Host: r.Host,
-		Headers: storableHeaders(r.Header, s.o.Sealer), BodySize: len(body), Internal: internal,
+		Method: c.method.Effective, Path: c.target.Path, RawPath: c.target.RawPath, RawQuery: c.target.RawQuery, Host: r.Host,
+		Headers: storableHeaders(r.Header, s.o.Sealer), BodySize: len(c.body), Internal: c.internal,
 	}
-	reqs := make([]record.Requirement, len(d.Approvers))
-	for i, a := range d.Approvers {
+	if c.method.Wire != c.method.Effective {
+		op.WireMethod = c.method.Wire
+	}
+	reqs := make([]record.Requirement, len(c.d.Approvers))
+	for i, a := range c.d.Approvers {
 		reqs[i] = record.Requirement{Group: a.Group, Required: a.Required}
 	}
 	expiry := s.o.ApprovalExpiry
-	if d.ExpiresIn > 0 {
-		expiry = d.ExpiresIn
+	if c.d.ExpiresIn > 0 {
+		expiry = c.d.ExpiresIn
 	}
-	id, err := store.NewID(now)
+	id, err := store.NewID(c.now)
 	if err != nil {
 		return nil, err
 	}
 	rec := &record.Record{
 		ID: id, Status: record.NeedsApproval,
-		Requester:     record.Principal{Subject: who.Subject, Groups: slices.Clone(who.Groups)},
-		Justification: just, Policy: d.Policy, Reason: d.Reason, Resource: d.Resource,
-		Operation: op, PayloadSHA256: record.PayloadHash(op, body),
+		Requester:     record.Principal{Subject: c.who.Subject, Groups: slices.Clone(c.who.Groups)},
+		Justification: just, Policy: c.d.Policy, Reason: c.d.Reason, Resource: c.d.Resource,
+		Operation: op, PayloadSHA256: record.PayloadHash(op, c.body),
 		Approvers: record.NewRequirements(reqs),
-		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(expiry),
+		CreatedAt: c.now, UpdatedAt: c.now, ExpiresAt: c.now.Add(expiry),
 		CompletionExpiry: record.Duration(s.o.CompletionExpiry),
-		AutoComplete:     d.Complete == "auto" || (d.Complete == "" && s.o.AutoComplete),
-		History:          []record.Event{{At: now, Actor: who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
+		AutoComplete:     c.d.Complete == "auto" || (c.d.Complete == "" && s.o.AutoComplete),
+		History:          []record.Event{{At: c.now, Actor: c.who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
 	}
 	return rec, nil
 }
 
-// park stores a call that needs approval. internal names a target inside
-// the gateway, or is empty for the backend.
-func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decision, body []byte, now time.Time, internal string) (*record.Record, error) {
-	just, err := s.justification(r, d)
+// park stores a call that needs approval.
+func (s *Service) park(r *http.Request, c parked) (*record.Record, error) {
+	just, err := s.justification(r, c.d)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.newRecord(r, who, d, just, body, now, internal)
+	rec, err := s.newRecord(r, c, just)
 	if err != nil {
 		return nil, err
 	}
@@ -403,14 +476,14 @@ func (s *Service) park(r *http.Request, who *identity.Identity, d policy.Decisio
 			return nil, err
 		}
 	}
-	if err := s.o.Store.Create(r.Context(), rec, body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity),
+	if err := s.o.Store.Create(r.Context(), rec, c.body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity),
 		ClientIP: s.o.ClientIP(r), Sealed: sealedCreds}); err != nil {
-		s.log.Warn("park refused", zap.String("subject", who.Subject), zap.String("resource", d.Resource), zap.Error(err))
+		s.log.Warn("park refused", zap.String("subject", c.who.Subject), zap.String("resource", c.d.Resource), zap.Error(err))
 		return nil, err
 	}
 	s.o.Metrics.recorded(rec, 0)
 	s.o.Annotate(r, "approval_parked", rec.Policy, rec)
-	s.audit(rec, who.Subject, "parked", "", r)
+	s.audit(rec, c.who.Subject, "parked", "", r)
 	return rec, nil
 }
 
@@ -429,14 +502,14 @@ func (s *Service) storeMutate(ctx context.Context, id, clientIP string, fn func(
 
 // dryRun records what a dry-run decision would have asked, and lets the
 // call through (the policy is being rolled out, not enforced).
-func (s *Service) dryRun(r *http.Request, who *identity.Identity, d policy.Decision, now time.Time) {
+func (s *Service) dryRun(r *http.Request, who *identity.Identity, d policy.Decision, m inspect.Method, tgt inspect.Target, now time.Time) {
 	var groups []string
 	for _, a := range d.Approvers {
 		groups = append(groups, fmt.Sprintf("%d from %s", a.Required, a.Group))
 	}
-	notes := fmt.Sprintf("would require approval (%s): %s %s", strings.Join(groups, ", "), r.Method, r.URL.Path)
+	notes := fmt.Sprintf("would require approval (%s): %s %s", strings.Join(groups, ", "), m.Effective, tgt.RawPath)
 	s.log.Info("dry run: would require approval", zap.String("policy", d.Policy), zap.String("subject", who.Subject),
-		zap.String("resource", d.Resource), zap.Strings("approvers", groups), zap.String("method", r.Method), zap.String("path", r.URL.Path))
+		zap.String("resource", d.Resource), zap.Strings("approvers", groups), zap.String("method", m.Effective), zap.String("path", tgt.Path))
 	err := s.o.Store.AppendAudit(r.Context(), record.AuditEvent{At: now, Actor: who.Subject, Action: "dry_run",
 		Notes: notes, ClientIP: s.o.ClientIP(r), Policy: d.Policy, Resource: d.Resource, Requester: who.Subject})
 	if err != nil {
@@ -447,31 +520,29 @@ func (s *Service) dryRun(r *http.Request, who *identity.Identity, d policy.Decis
 // breakGlass lets a call through at once, recorded as a bypassed request
 // with its whole audit trail. It needs a justification, and fails closed
 // when the record cannot be written: no trail, no bypass.
-func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, who *identity.Identity, d policy.Decision, body []byte, now time.Time, next Next) error {
-	just, err := s.justification(r, d)
+func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, c parked, next Next) error {
+	just, err := s.justification(r, c.d)
 	if err != nil {
 		writeError(w, err)
 		return nil
 	}
-	rec, err := s.newRecord(r, who, d, just, body, now, "")
+	rec, err := s.newRecord(r, c, just)
 	if err != nil {
 		writeError(w, err)
 		return nil
 	}
 	rec.Status = record.Bypassed
-	rec.ExpiresAt = now
-	rec.History[0] = record.Event{At: now, Actor: who.Subject, Action: "bypassed", To: record.Bypassed, Notes: just}
-	if err := s.o.Store.CreateBypassed(r.Context(), rec, body, s.o.ClientIP(r)); err != nil {
+	rec.ExpiresAt = c.now
+	rec.History[0] = record.Event{At: c.now, Actor: c.who.Subject, Action: "bypassed", To: record.Bypassed, Notes: just}
+	if err := s.o.Store.CreateBypassed(r.Context(), rec, c.body, s.o.ClientIP(r)); err != nil {
 		writeError(w, err)
 		return nil
 	}
 	s.o.Metrics.recorded(rec, 0)
 	s.o.Annotate(r, "approval_bypassed", rec.Policy, rec)
-	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", who.Subject),
-		zap.String("policy", d.Policy), zap.String("resource", d.Resource), zap.String("method", r.Method),
-		zap.String("path", r.URL.Path), zap.String("client_ip", s.o.ClientIP(r)))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
+	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", c.who.Subject),
+		zap.String("policy", c.d.Policy), zap.String("resource", c.d.Resource), zap.String("method", c.method.Effective),
+		zap.String("path", c.target.Path), zap.String("client_ip", s.o.ClientIP(r)))
 	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
 	cw.Header().Set(RequestIDHeader, rec.ID)
 	nerr := next(cw, r)

@@ -1,9 +1,6 @@
 package policy
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,15 +9,28 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// Call is the part of an HTTP request that policies see.
+// Call is the part of an HTTP request that policies see, as the backend
+// will execute it (package inspect reads it so).
 type Call struct {
-	Method   string
-	Path     string
-	Host     string
-	Query    url.Values
-	Header   http.Header
-	Body     []byte
-	RemoteIP string
+	// Method is the method the backend will execute; WireMethod the
+	// request line's, when a judged method override made them differ.
+	Method     string
+	WireMethod string
+	// Path is the normalized path; RawPath the escaped path as forwarded.
+	Path    string
+	RawPath string
+	Host    string
+	Query   url.Values
+	Header  http.Header
+	// ContentType is the media type, lower case, without parameters.
+	ContentType string
+	// Body is the parsed body (JSON, or form fields as {name: [values]}),
+	// nil when there is none or it is of a type the gateway does not
+	// parse; BodySize and BodySHA256 describe the bytes as sent.
+	Body       any
+	BodySize   int
+	BodySHA256 string
+	RemoteIP   string
 }
 
 // Caller is the authenticated identity that policies see.
@@ -32,21 +42,6 @@ type Caller struct {
 
 // hiddenHeaders never reach a policy: they carry credentials.
 var hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
-
-// parseBody returns the body as parsed JSON (numbers kept exact), or nil
-// when it is empty or not one JSON value, in one pass.
-func parseBody(b []byte) any {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil // something follows the value
-	}
-	return v
-}
 
 // Input builds the contract's input document for a call, as a Rego value.
 func Input(c Call, who Caller, now time.Time) (ast.Value, error) {
@@ -74,14 +69,19 @@ func (u InputUse) value(c Call, who Caller, now time.Time) (ast.Value, error) {
 		}
 	}
 	body := ast.NullTerm()
-	if u.Body {
-		if v := parseBody(c.Body); v != nil {
-			bv, err := ast.InterfaceToValue(v)
-			if err != nil {
-				return nil, err
-			}
-			body = ast.NewTerm(bv)
+	if u.Body && c.Body != nil {
+		bv, err := ast.InterfaceToValue(c.Body)
+		if err != nil {
+			return nil, err
 		}
+		body = ast.NewTerm(bv)
+	}
+	wire, rawPath := c.WireMethod, c.RawPath
+	if wire == "" {
+		wire = c.Method
+	}
+	if rawPath == "" {
+		rawPath = c.Path
 	}
 	claims := ast.NewTerm(ast.NewObject())
 	if u.Claims && len(who.Claims) > 0 {
@@ -94,11 +94,16 @@ func (u InputUse) value(c Call, who Caller, now time.Time) (ast.Value, error) {
 	return ast.NewObject(
 		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
 			ast.Item(ast.StringTerm("method"), ast.StringTerm(c.Method)),
+			ast.Item(ast.StringTerm("wire_method"), ast.StringTerm(wire)),
 			ast.Item(ast.StringTerm("path"), ast.StringTerm(c.Path)),
+			ast.Item(ast.StringTerm("raw_path"), ast.StringTerm(rawPath)),
 			ast.Item(ast.StringTerm("host"), ast.StringTerm(c.Host)),
 			ast.Item(ast.StringTerm("query"), ast.ObjectTerm(query...)),
 			ast.Item(ast.StringTerm("headers"), ast.ObjectTerm(headers...)),
+			ast.Item(ast.StringTerm("content_type"), ast.StringTerm(c.ContentType)),
 			ast.Item(ast.StringTerm("body"), body),
+			ast.Item(ast.StringTerm("body_size"), ast.IntNumberTerm(c.BodySize)),
+			ast.Item(ast.StringTerm("body_sha256"), ast.StringTerm(c.BodySHA256)),
 			ast.Item(ast.StringTerm("remote_ip"), ast.StringTerm(c.RemoteIP)),
 		)),
 		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(

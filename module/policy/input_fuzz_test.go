@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// FuzzInput builds the policy input from arbitrary requests: it never
-// panics, is valid JSON, never carries credentials, and the body is the
-// parsed JSON or null.
+// FuzzInput builds the policy input from arbitrary requests, their bodies
+// read as the gateway reads them: it never panics, is valid JSON, never
+// carries credentials, and the body is the parsed JSON or null.
 func FuzzInput(f *testing.F) {
 	f.Add("POST", "/apps/1", "a=1&b=2", "X-Thing", "v", []byte(`{"a":[1,2]}`))
 	f.Add("DELETE", "/", "%zz", "Authorization", "Bearer t", []byte("not json"))
@@ -26,7 +27,12 @@ func FuzzInput(f *testing.F) {
 		}
 		h.Set("Authorization", "Bearer secret-token")
 		h.Set("Cookie", "session=secret-cookie")
-		v, err := Input(Call{Method: method, Path: path, Query: q, Header: h, Body: body}, Caller{Subject: "s"}, time.Unix(0, 0))
+		h.Set("Content-Type", "application/json")
+		c := Call{Method: method, Path: path, Query: q, Header: h}
+		if b, err := inspect.ReadBody(body, h, inspect.Options{MaxBody: 1 << 20}); err == nil {
+			c.Body, c.BodySize, c.BodySHA256 = b.Value, len(b.Raw), b.SHA256
+		}
+		v, err := Input(c, Caller{Subject: "s"}, time.Unix(0, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

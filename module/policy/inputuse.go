@@ -5,8 +5,9 @@ import (
 )
 
 // InputUse says which of the costly parts of the input any policy may read.
-// The gateway builds only those: a policy that never reads the body costs
-// no JSON parse of it. What a policy cannot read, it cannot miss.
+// The gateway builds only those: a policy that never reads the body (nor
+// its size or hash) costs no read of it, and an allowed call's body then
+// streams to the backend. What a policy cannot read, it cannot miss.
 type InputUse struct {
 	Body, Headers, Query, Claims bool
 }
@@ -29,7 +30,7 @@ func inputUse(modules map[string]*ast.Module, query string) InputUse {
 			}
 			return true
 		}
-		use.Body = use.Body || under("request", "body")
+		use.Body = use.Body || under("request", "body") || under("request", "body_size") || under("request", "body_sha256")
 		use.Headers = use.Headers || under("request", "headers")
 		use.Query = use.Query || under("request", "query")
 		use.Claims = use.Claims || under("identity", "claims")

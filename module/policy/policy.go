@@ -182,7 +182,13 @@ func (e *Engine) Decide(ctx context.Context, input map[string]any) (Decision, er
 // DecideCall decides a call, building its input directly as a Rego value
 // and only with the parts the policies read: the gateway's hot path.
 func (e *Engine) DecideCall(ctx context.Context, c Call, who Caller, now time.Time) (Decision, error) {
-	p := e.current.Load()
+	return e.current.Load().DecideCall(ctx, c, who, now)
+}
+
+// DecideCall decides a call by this policy. A caller that prepared the call
+// according to p.Use (reading the body only if p reads it) decides by the
+// same p, so a reload in between cannot judge an unread body.
+func (p *Policy) DecideCall(ctx context.Context, c Call, who Caller, now time.Time) (Decision, error) {
 	v, err := p.Use.value(c, who, now)
 	if err != nil {
 		return failClosed, fmt.Errorf("input: %w", err)

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"go.uber.org/zap"
@@ -45,10 +48,18 @@ func load(t *testing.T, dir string) *Engine {
 
 var alice = Caller{Subject: "alice", Groups: []string{"admins"}, Claims: map[string]any{"sub": "alice"}}
 
+// call is a judged call with a JSON body as the gateway reads it (package
+// inspect); a body that is not JSON is left unparsed (nil).
 func call(method, path string, body string) Call {
-	return Call{Method: method, Path: path, Host: "admin.test", Query: url.Values{"force": {"1"}},
-		Header: http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer secret-token"}, "Cookie": {"s=1"}},
-		Body:   []byte(body), RemoteIP: "10.1.2.3"}
+	c := Call{Method: method, Path: path, Host: "admin.test", Query: url.Values{"force": {"1"}},
+		Header:      http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer secret-token"}, "Cookie": {"s=1"}},
+		ContentType: "application/json", BodySize: len(body), RemoteIP: "10.1.2.3"}
+	if body != "" {
+		c.Body, _ = inspect.ParseJSON([]byte(body))
+		sum := sha256.Sum256([]byte(body))
+		c.BodySHA256 = hex.EncodeToString(sum[:])
+	}
+	return c
 }
 
 // TestShippedPolicyExamples evaluates every example of policies/README.md
@@ -135,7 +146,7 @@ func TestInputAndData(t *testing.T) {
 	if strings.Contains(got, "secret-token") || strings.Contains(got, "s=1") {
 		t.Fatalf("credentials reached the policy: %s", got)
 	}
-	// A body that is not JSON is null.
+	// A body the gateway does not parse is null.
 	d, _ = e.DecideCall(context.Background(), call("POST", "/x", "not json"), alice, time.Now())
 	if !strings.Contains(d.Reason, `"body":null`) {
 		t.Fatalf("non-JSON body: %s", d.Reason)
@@ -252,18 +263,23 @@ func TestSwapIsWhole(t *testing.T) {
 }
 
 // The input document is the contract's: every field, credentials left
-// out, the body parsed with exact numbers (or null when it is not one JSON
-// value), the time in UTC.
+// out, the body parsed with exact numbers, the time in UTC.
 func TestInputDocument(t *testing.T) {
 	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.FixedZone("CET", 3600))
-	c := Call{Method: "PATCH", Path: "/devices/2", Host: "h", RemoteIP: "10.0.0.1",
-		Query:  url.Values{"force": {"true", "1"}},
-		Header: http.Header{"Authorization": {"Bearer secret"}, "Cookie": {"c=1"}, "X-Multi": {"a", "b"}, "Proxy-Authorization": {"p"}},
-		Body:   []byte(`{"reason":"stolen","count":3,"ratio":0.5,"big":12345678901234567890,"tags":["a",null,true],"nested":{"x":{}}}`)}
+	body, err := inspect.ParseJSON([]byte(`{"reason":"stolen","count":3,"ratio":0.5,"big":12345678901234567890,"tags":["a",null,true],"nested":{"x":{}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Call{Method: "PATCH", WireMethod: "POST", Path: "/devices/2", RawPath: "/dev%69ces/2", Host: "h", RemoteIP: "10.0.0.1",
+		Query:       url.Values{"force": {"true", "1"}},
+		Header:      http.Header{"Authorization": {"Bearer secret"}, "Cookie": {"c=1"}, "X-Multi": {"a", "b"}, "Proxy-Authorization": {"p"}},
+		ContentType: "application/json", Body: body, BodySize: 120, BodySHA256: "ab12"}
 	who := Caller{Subject: "alice", Groups: []string{"it-ops", "approvers"}, Claims: map[string]any{"sub": "alice", "org": map[string]any{"unit": []any{"a"}}}}
 	want := `{"identity":{"claims":{"org":{"unit":["a"]},"sub":"alice"},"groups":["it-ops","approvers"],"subject":"alice"},` +
 		`"request":{"body":{"big":12345678901234567890,"count":3,"nested":{"x":{}},"ratio":0.5,"reason":"stolen","tags":["a",null,true]},` +
-		`"headers":{"x-multi":["a","b"]},"host":"h","method":"PATCH","path":"/devices/2","query":{"force":["true","1"]},"remote_ip":"10.0.0.1"},` +
+		`"body_size":120,"body_sha256":"ab12","content_type":"application/json",` +
+		`"headers":{"x-multi":["a","b"]},"host":"h","method":"PATCH","wire_method":"POST","path":"/devices/2","raw_path":"/dev%69ces/2",` +
+		`"query":{"force":["true","1"]},"remote_ip":"10.0.0.1"},` +
 		`"time":"2026-11-02T09:00:00Z"}`
 	v, err := Input(c, who, now)
 	if err != nil {
@@ -272,14 +288,15 @@ func TestInputDocument(t *testing.T) {
 	if ast.MustParseTerm(want).Value.Compare(v) != 0 {
 		t.Fatalf("input\n got %s\nwant %s", v, want)
 	}
-	for _, body := range []string{"", "  ", "not json", `{"a":1}{"b":2}`, "0 }", `{"a":`} {
-		c := Call{Method: "POST", Path: "/x", Body: []byte(body)}
-		v, err := Input(c, Caller{Subject: "bob"}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := v.(ast.Object).Get(ast.StringTerm("request")).Get(ast.StringTerm("body")); !got.Equal(ast.NullTerm()) {
-			t.Fatalf("body %q gave %v, want null", body, got)
-		}
+	// Without a parsed body (none, or a type the gateway does not parse),
+	// body is null and the method and path stand for the wire's.
+	v, err = Input(Call{Method: "POST", Path: "/x"}, Caller{Subject: "bob"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := v.(ast.Object).Get(ast.StringTerm("request"))
+	if !req.Get(ast.StringTerm("body")).Equal(ast.NullTerm()) || !req.Get(ast.StringTerm("wire_method")).Equal(ast.StringTerm("POST")) ||
+		!req.Get(ast.StringTerm("raw_path")).Equal(ast.StringTerm("/x")) {
+		t.Fatalf("input without a body: %v", req)
 	}
 }

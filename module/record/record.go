@@ -50,8 +50,17 @@ func (p Principal) InGroup(group string) bool {
 // body, which is kept beside the record, and credentials, which are never
 // kept.
 type Operation struct {
-	Method   string      `json:"method"`
+	// Method is the method the backend executes, which the policy judged.
+	Method string `json:"method"`
+	// WireMethod is the request line's method when a judged method
+	// override (a header or _method field, stored with the call) made it
+	// differ: the replay sends it, so the backend reads the call exactly
+	// as it was judged.
+	WireMethod string `json:"wire_method,omitempty"`
+	// Path is the normalized path the policy judged; RawPath the escaped
+	// path as it was sent and is replayed, byte for byte.
 	Path     string      `json:"path"`
+	RawPath  string      `json:"raw_path,omitempty"`
 	RawQuery string      `json:"raw_query,omitempty"`
 	Host     string      `json:"host,omitempty"`
 	Headers  http.Header `json:"headers,omitempty"`
@@ -167,8 +176,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // PayloadHash is the SHA-256, in hex, of the canonical form of a stored
 // call: method, host, path, query, headers (sorted by name, values in
-// order) and body, each part length-prefixed so no two calls share a form.
-// Approvals are bound to it.
+// order) and body, each part length-prefixed so no two calls share a form;
+// then the wire method and raw path when they are set. Approvals are bound
+// to it.
 func PayloadHash(op Operation, body []byte) string {
 	h := sha256.New()
 	part := func(s string) {
@@ -194,7 +204,33 @@ func PayloadHash(op Operation, body []byte) string {
 		part(strings.Join(op.Headers[k], "\x00"))
 	}
 	part(string(body))
+	if op.WireMethod != "" || op.RawPath != "" {
+		part(op.WireMethod)
+		part(op.RawPath)
+	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Target is the request target the replay sends: the raw path (the path,
+// for calls stored before raw paths were) and the raw query.
+func (o Operation) Target() string {
+	t := o.RawPath
+	if t == "" {
+		t = o.Path
+	}
+	if o.RawQuery != "" {
+		t += "?" + o.RawQuery
+	}
+	return t
+}
+
+// SentMethod is the method the replay sends: the wire method of a judged
+// override, else the method.
+func (o Operation) SentMethod() string {
+	if o.WireMethod != "" {
+		return o.WireMethod
+	}
+	return o.Method
 }
 
 // EligibleGroups returns the required groups that p is a member of.

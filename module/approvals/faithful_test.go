@@ -1,0 +1,99 @@
+package approvals
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// faithfulPolicy parks what changes roles and devices, and lets other
+// calls pass; it reads the method, path and body, so each is judged as the
+// backend will execute it.
+const faithfulPolicy = `package approval
+
+decision := {"action": "require_approval", "policy": "rbac", "resource": "roles",
+	"approvers": [{"group": "approvers", "required": 1}],
+	"reason": sprintf("%s %s", [input.request.method, input.request.raw_path])} if {
+	startswith(input.request.path, "/roles")
+} else := {"action": "deny", "policy": "devices", "reason": "wiping needs the wipe action"} if {
+	startswith(input.request.path, "/devices")
+	input.request.body.wiped == true
+} else := {"action": "deny", "policy": "rbac", "reason": "no deleting roles"} if {
+	input.request.method == "DELETE"
+} else := {"action": "require_approval", "policy": "apps", "resource": input.request.path,
+	"approvers": [{"group": "approvers", "required": 1}]} if {
+	startswith(input.request.path, "/apps")
+} else := {"action": "allow", "policy": "open"}
+`
+
+// TestMethodOverrides: by default a call asking for another method is
+// refused on any method; with JudgeMethodOverride the policy judges the
+// method asked for, and the call is stored and replayed as it was sent, so
+// it is never parked as one method and executed as another.
+func TestMethodOverrides(t *testing.T) {
+	h := newHarness(t, writePolicy(t, faithfulPolicy), nil)
+	alice := h.token("alice")
+	for _, hdr := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X_HTTP_Method_Override"} {
+		h.expect(h.do("POST", "/devices/2", alice, `{"wiped":true}`, hdr, "PATCH", "Content-Type", "application/json"), http.StatusBadRequest, "method_override")
+		h.expect(h.do("GET", "/devices/2", "", "", hdr, "DELETE"), http.StatusBadRequest, "method_override")
+	}
+	h.expect(h.do("POST", "/open?_method=DELETE", alice, `{}`), http.StatusBadRequest, "method_override")
+	h.expect(h.do("GET", "/open?%5Fmethod=DELETE", "", ""), http.StatusBadRequest, "method_override")
+	h.expect(h.do("POST", "/open", alice, "name=x&_method=DELETE", "Content-Type", "application/x-www-form-urlencoded"), http.StatusBadRequest, "method_override")
+	h.expect(h.do("delete", "/open", alice, ""), http.StatusBadRequest, "invalid_method")
+	if n := len(h.backend.calls); n != 0 {
+		t.Fatalf("%d overridden calls reached the backend", n)
+	}
+
+	j := newHarness(t, writePolicy(t, faithfulPolicy), func(o *Options) { o.JudgeMethodOverride = true })
+	alice, bob := j.token("alice"), j.token("bob", "approvers")
+	// Judged as the PATCH it is: the wipe is denied.
+	j.expect(j.do("POST", "/devices/2", alice, `{"wiped":true}`, "X-HTTP-Method-Override", "PATCH", "Content-Type", "application/json"), http.StatusForbidden, "denied")
+	j.expect(j.do("POST", "/open", alice, "name=x&_method=DELETE", "Content-Type", "application/x-www-form-urlencoded"), http.StatusForbidden, "denied")
+	j.expect(j.do("POST", "/open?_method=PUT", alice, "", "X-HTTP-Method", "DELETE"), http.StatusBadRequest, "method_override")
+	// Parked as the DELETE it is, and replayed as sent: POST with the
+	// override, so the backend executes the DELETE that was approved.
+	rec := j.expect(j.do("POST", "/roles/2", alice, "", "X-HTTP-Method-Override", "DELETE", "Approval-Justification", "j"), http.StatusAccepted, "")
+	op := rec.body["operation"].(map[string]any)
+	if op["method"] != "DELETE" || op["wire_method"] != "POST" || rec.str("reason") != "DELETE /roles/2" {
+		t.Fatalf("parked as %v (%s)", op, rec.str("reason"))
+	}
+	j.approve(bob, rec.str("id"))
+	j.expect(j.do("POST", "/.approvals/api/v1/requests/"+rec.str("id")+"/complete", alice, ""), http.StatusCreated, "")
+	calls := j.backend.mutating()
+	if len(calls) != 1 || calls[0].Method != "POST" || calls[0].Header.Get("X-Http-Method-Override") != "DELETE" {
+		t.Fatalf("the backend saw %+v", calls)
+	}
+}
+
+// TestRawTargetIsJudgedAndReplayed: ambiguous paths are refused by
+// default; when judged, the policy sees the normalized path beside the raw
+// one, and the replay sends the raw target byte for byte.
+func TestRawTargetIsJudgedAndReplayed(t *testing.T) {
+	h := newHarness(t, writePolicy(t, faithfulPolicy), nil)
+	alice := h.token("alice")
+	for _, p := range []string{"/apps/2%2Fx", "/apps/./2", "/open/../roles/2", "/open/%2e%2e/roles/2", "/apps/2%5Cx", "/apps/2;x=1", "/apps/2%00"} {
+		h.expect(h.do("PUT", p, alice, `{}`, "Approval-Justification", "j"), http.StatusBadRequest, "ambiguous_path")
+	}
+	h.expect(h.do("PUT", "/apps/2?a=%zz", alice, `{}`, "Approval-Justification", "j"), http.StatusBadRequest, "invalid_query")
+	// Normalized for the policy: escapes of letters, double slashes.
+	h.expect(h.do("DELETE", "//r%6Fles/2", alice, "", "Approval-Justification", "j"), http.StatusAccepted, "")
+	if n := len(h.backend.calls); n != 0 {
+		t.Fatalf("%d calls reached the backend", n)
+	}
+
+	j := newHarness(t, writePolicy(t, faithfulPolicy), func(o *Options) { o.JudgeAmbiguousPaths = true })
+	alice, bob := j.token("alice"), j.token("bob", "approvers")
+	j.expect(j.do("PUT", "/open/../roles/2", alice, "{}", "Approval-Justification", "j"), http.StatusAccepted, "")
+	rec := j.expect(j.do("PUT", "/apps/2%2Fx?v=a%2Fb&v=2", alice, `{"version":"2"}`, "Approval-Justification", "j", "Content-Type", "application/json"), http.StatusAccepted, "")
+	op := rec.body["operation"].(map[string]any)
+	if op["path"] != "/apps/2%2Fx" || op["raw_path"] != "/apps/2%2Fx" || op["raw_query"] != "v=a%2Fb&v=2" {
+		t.Fatalf("stored %v", op)
+	}
+	j.approve(bob, rec.str("id"))
+	j.expect(j.do("POST", "/.approvals/api/v1/requests/"+rec.str("id")+"/complete", alice, ""), http.StatusOK, "")
+	calls := j.backend.mutating()
+	if len(calls) != 1 || calls[0].URI != "/apps/2%2Fx?v=a%2Fb&v=2" || !strings.Contains(calls[0].Body, `"version":"2"`) {
+		t.Fatalf("the replay sent %+v", calls)
+	}
+}
