@@ -42,10 +42,27 @@ decision := _denies[0] if {
 
 # _park is the first park, marked dry_run when its policy is listed in
 # config.dry_run_policies: the call then passes, and the gateway records
-# what would have been asked.
+# what would have been asked. A call a policy would allow parks too when
+# its body is one the policies cannot read: what they cannot see, they do
+# not let pass.
 _park := object.union(_parks[0], {"dry_run": true}) if {
 	_parks[0].policy in config.dry_run_policies
-} else := _parks[0]
+} else := _parks[0] if {
+	count(_parks) > 0
+} else := {
+	"action": "require_approval",
+	"policy": _allows[0].policy,
+	"resource": lib.object,
+	"approvers": lib.with_after_hours(config.default_approvers),
+	"reason": sprintf("the body is %s, which the gateway does not read: a second admin approves", [_content_type]),
+} if {
+	count(_allows) > 0
+	lib.unreadable_body
+}
+
+_content_type := input.request.content_type if {
+	input.request.content_type != ""
+} else := "of no declared type"
 
 _break_glass := {
 	"break_glass": true,

@@ -4,15 +4,32 @@ package approval.lib
 
 import data.config
 
-# segments of the path: "/devices/7/wipe" -> ["devices", "7", "wipe"]
-segments := split(trim(input.request.path, "/"), "/")
+# segments of the path, in lower case: "/Devices/7/wipe" -> ["devices",
+# "7", "wipe"]. The gateway hands policies the path normalized (dot
+# segments, duplicate slashes, escaped letters resolved); routers such as
+# Express's match it case-insensitively, so the policies do too.
+segments := [lower(s) | some s in split(trim(input.request.path, "/"), "/")]
 
 # object is the resource a call is about: the first two path segments
-# ("devices/7"), or the collection ("apps") for a create.
+# ("devices/7"), or the collection ("apps") for a create. In lower case, so
+# that "/Apps/1" cannot open a second pending request beside "/apps/1".
 object := concat("/", array.slice(segments, 0, 2))
 
-# under(kind) holds for calls to /kind and below.
-under(kind) if segments[0] == kind
+# under(kind) holds for calls to /kind and below, and for calls that reach
+# a kind nested under another object (/devices/7/apps creates an app).
+under(kind) if kind in segments
+
+# position(kind) is the index of the first segment naming kind.
+position(kind) := min({i | some i, s in segments; s == kind})
+
+# unreadable_body holds when the call has a body the gateway does not parse
+# (a type other than JSON or a form, or a multipart part that is not
+# text): policies cannot see what it asks, so they must not let it pass on
+# what they cannot see.
+unreadable_body if {
+	input.request.body == null
+	input.request.body_size > 0
+}
 
 # member_of(groups) holds when the caller is in any of groups.
 member_of(groups) if {

@@ -26,3 +26,21 @@ test_time_zone_from_data if {
 	lib.in_business_hours with input as {"time": "2026-11-02T07:30:00Z"}
 		with data.config.business_hours.timezone as "Europe/Berlin"
 }
+
+test_segments_match_in_any_case if {
+	lib.segments == ["devices", "7", "wipe"] with input as {"request": {"path": "/DEVICES/7/Wipe/"}}
+	lib.object == "apps/a1" with input as {"request": {"path": "/Apps/A1"}}
+	lib.under("apps") with input as {"request": {"path": "/APPS"}}
+}
+
+test_nested_collections_are_under_their_kind if {
+	lib.under("apps") with input as {"request": {"path": "/devices/7/apps"}}
+	lib.position("apps") == 2 with input as {"request": {"path": "/devices/7/apps"}}
+	not lib.under("roles") with input as {"request": {"path": "/devices/7/apps"}}
+}
+
+test_unreadable_body if {
+	lib.unreadable_body with input as {"request": {"body": null, "body_size": 12, "content_type": "text/plain"}}
+	not lib.unreadable_body with input as {"request": {"body": null, "body_size": 0}}
+	not lib.unreadable_body with input as {"request": {"body": {"a": 1}, "body_size": 7}}
+}

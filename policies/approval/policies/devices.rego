@@ -7,11 +7,15 @@ package approval.policies.devices
 import data.approval.lib
 import data.devices
 
-_id := lib.segments[1]
+_at := lib.position("devices")
+
+_id := lib.segments[_at + 1]
 
 _corporate if devices.ownership[_id] == "corporate"
 
-_action := lib.segments[2]
+# The action is the last segment right after the device: /devices/7/wipe,
+# not /devices/7/wipe/anything.
+_action := lib.segments[_at + 2] if count(lib.segments) == _at + 3
 
 decision := {
 	"action": "allow",

@@ -8,6 +8,9 @@ import data.approval.lib
 
 _high_risk if startswith(input.request.body.target, "all")
 
+# A body the policies cannot read may target every device.
+_high_risk if lib.unreadable_body
+
 _approvers := [{"group": "script-approvers", "required": 1}, {"group": "security", "required": 1}] if {
 	_high_risk
 } else := [{"group": "script-approvers", "required": 1}]
