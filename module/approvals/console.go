@@ -207,25 +207,32 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// user returns the session of the request, if any and valid.
-func (c *console) user(r *http.Request) (*session, *identity.Identity) {
+// user returns the session of the request, if any and valid: its cookie
+// opens, it has not expired, and the store still holds it (a sign-out on
+// any gateway removes it). err is a store failure: no session can be
+// trusted then.
+func (c *console) user(r *http.Request) (*session, *identity.Identity, error) {
 	if c.o.RequestIdentity {
 		who, err := c.s.o.Identity.Authenticate(r)
 		if err != nil {
-			return nil, nil
+			return nil, nil, nil
 		}
 		// No login and no cookie: the CSRF token is bound to the subject.
-		return &session{Subject: who.Subject, Groups: who.Groups, ID: "request:" + who.Subject}, who
+		return &session{Subject: who.Subject, Groups: who.Groups, ID: "request:" + who.Subject}, who, nil
 	}
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var sess session
 	if err := c.open(r.Context(), "session", ck.Value, &sess); err != nil || time.Now().Unix() > sess.Expires || sess.Subject == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return &sess, &identity.Identity{Subject: sess.Subject, Groups: sess.Groups}
+	open, err := c.s.o.Store.SessionOpen(r.Context(), sess.ID)
+	if err != nil || !open {
+		return nil, nil, err
+	}
+	return &sess, &identity.Identity{Subject: sess.Subject, Groups: sess.Groups}, nil
 }
 
 func (c *console) csrfToken(ctx context.Context, sess *session) string {
@@ -294,7 +301,11 @@ func (c *console) serve(w http.ResponseWriter, r *http.Request, next Next) {
 		return
 	}
 	h.Set("Cache-Control", "no-store")
-	sess, who := c.user(r)
+	sess, who, err := c.user(r)
+	if err != nil {
+		c.fail(w, r, &page{}, http.StatusServiceUnavailable, CodeStoreUnavailable)
+		return
+	}
 	if who == nil && c.o.RequestIdentity {
 		c.fail(w, r, &page{}, http.StatusUnauthorized, CodeUnauthenticated)
 		return
@@ -317,7 +328,12 @@ func (c *console) serve(w http.ResponseWriter, r *http.Request, next Next) {
 			c.fail(w, r, p, http.StatusForbidden, "csrf")
 			return
 		}
+		if err := c.s.o.Store.CloseSession(r.Context(), sess.ID); err != nil {
+			c.fail(w, r, p, http.StatusServiceUnavailable, CodeStoreUnavailable)
+			return
+		}
 		c.setCookie(w, r, sessionCookie, "", -1)
+		c.s.log.Info("console sign-out", zap.String("subject", sess.Subject))
 		http.Redirect(w, r, c.s.o.Prefix+"/requests", http.StatusSeeOther)
 	case rest == "/live":
 		c.live(w, r, who)

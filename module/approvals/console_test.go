@@ -2,8 +2,10 @@ package approvals
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"go.uber.org/zap"
 )
 
 const (
@@ -250,10 +253,39 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatal("the page renders a token")
 	}
 
-	// Signing out ends the session: the console asks to sign in again.
+	// A copy of the session cookie works, on this gateway and on another
+	// one sharing the store, until the session signs out.
+	sibling := c.sibling(zap.NewNop())
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = sibling.ServeHTTP(w, r, proxyTo(c.backend.URL))
+	}))
+	t.Cleanup(other.Close)
+	signedIn := func(base string) bool {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/.approvals/requests?view=received", nil)
+		for _, ck := range cookies {
+			req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(page), "Received requests") && !strings.Contains(string(page), "Sign in")
+	}
+	if !signedIn(c.gw.URL) || !signedIn(other.URL) {
+		t.Fatal("the copied session cookie does not work before signing out")
+	}
+
+	// Signing out ends the session: the console asks to sign in again,
+	// and the copied cookie stops working at once, on every gateway.
 	c.run(bob, chromedp.Click(`header form button`), chromedp.WaitVisible(`a.button.primary`))
 	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
 	if got := c.text(bob, `main`); !strings.Contains(got, "Sign in") {
 		t.Fatalf("after signing out: %s", got)
+	}
+	if signedIn(c.gw.URL) || signedIn(other.URL) {
+		t.Fatal("a copy of the session cookie still works after signing out")
 	}
 }

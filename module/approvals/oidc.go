@@ -147,8 +147,11 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 	expires := time.Now().Add(c.o.SessionTTL)
 	sess := session{Subject: who.Subject, Groups: who.Groups, Expires: expires.Unix(), ID: randomString(), Token: tok.AccessToken}
 	sealed, err := c.seal(r.Context(), "session", sess)
+	if err == nil {
+		err = c.s.o.Store.OpenSession(r.Context(), sess.ID, c.o.SessionTTL)
+	}
 	if err != nil {
-		refuse("the session could not be sealed", err)
+		refuse("the session could not be opened", err)
 		return
 	}
 	c.setCookie(w, r, loginCookie, "", -1)
