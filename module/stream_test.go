@@ -145,4 +145,3 @@ func rss(t *testing.T, field string) int64 {
 	t.Fatalf("no %s in /proc/self/status", field)
 	return 0
 }
-
