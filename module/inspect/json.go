@@ -6,13 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"golang.org/x/text/cases"
 )
 
 // ParseJSON parses one JSON text strictly: valid UTF-8, no member name
 // twice in an object (parsers disagree on which one wins; RFC 7493
-// forbids it), at most MaxJSONDepth levels deep, nothing after the value.
+// forbids it), no two member names that differ only in case (Go's
+// encoding/json, among others, matches names case-insensitively, so
+// {"wiped":false,"Wiped":true} wipes), at most MaxJSONDepth levels deep,
+// nothing after the value.
 // Numbers are kept exact as json.Number; objects are map[string]any and
 // arrays []any.
 func ParseJSON(b []byte) (any, error) {
@@ -59,12 +65,26 @@ func readValue(d *jsontext.Decoder, depth int) (any, error) {
 	switch tok.Kind() {
 	case '{':
 		obj := map[string]any{}
+		var folded map[string]string // the names so far by their case folding
 		for d.PeekKind() != '}' {
 			k, err := d.ReadToken()
 			if err != nil {
 				return nil, err
 			}
 			name := k.String()
+			if len(obj) > 0 {
+				if folded == nil {
+					folded = make(map[string]string, 4)
+					for n := range obj {
+						folded[foldName(n)] = n
+					}
+				}
+				f := foldName(name)
+				if other, ok := folded[f]; ok {
+					return nil, fmt.Errorf("member names %q and %q differ only in case, which some parsers take for one", other, name)
+				}
+				folded[f] = name
+			}
 			v, err := readValue(d, depth+1)
 			if err != nil {
 				return nil, err
@@ -90,4 +110,14 @@ func readValue(d *jsontext.Decoder, depth int) (any, error) {
 		return arr, nil
 	}
 	return nil, errors.New("unexpected JSON token")
+}
+
+// foldName is the case folding of a member name.
+func foldName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return cases.Fold().String(s)
+		}
+	}
+	return strings.ToLower(s)
 }
