@@ -1,0 +1,569 @@
+// Package bypass holds the bypass corpus: one table, each row an attack on
+// the four eyes, sent through a real gateway to real backends that honour
+// the trick it tries. For each row that is one call, the same call is also
+// sent straight to the backend first, which must do the harm: so the row
+// shows a trick the backend really honours, and that the gateway stops it.
+package bypass
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/klauspost/compress/zstd"
+	"github.com/tidwall/gjson"
+	"golang.org/x/text/encoding/unicode"
+
+	"github.com/approval-gateway/gateway/internal/testport"
+
+	_ "github.com/approval-gateway/gateway/module"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+const secret = "bypass-corpus-secret-bypass-corpus-secret"
+
+// Identities: alice requests (and is an approver, so she could approve
+// her own request if a case variant fooled the gateway); bob and carol
+// approve.
+var groups = map[string][]string{
+	"alice": {"it-ops", "approvers"},
+	"bob":   {"approvers", "device-approvers", "app-approvers"},
+	"carol": {"approvers"},
+}
+
+// call is one HTTP call of an attack.
+type call struct {
+	method, target string
+	header         map[string]string
+	body           []byte
+	as             string // the token's subject; "" sends no token
+}
+
+// attack is one row of the corpus.
+type attack struct {
+	name string
+	// gateway is the configuration the attack goes through: "" (the
+	// defaults), "judge" (method_override and ambiguous_paths judge),
+	// "go" (in front of the Go backend), "handle" (two backends behind
+	// handle blocks).
+	gateway string
+	// send is the attacking call, answered status and code.
+	send   call
+	status int
+	code   string
+	// then, when set, carries on as an attacker would after the answer:
+	// a parked call is approved and completed.
+	then func(c *corpus, parked map[string]any)
+	// harm says what the backend did that it must not have; "" when
+	// nothing.
+	harm func(s backendState) string
+	// direct: the call sent straight to the backend does the harm.
+	direct bool
+}
+
+func TestBypassCorpus(t *testing.T) {
+	c := newCorpus(t)
+	wipe := []byte(`{"wiped":true}`)
+	utf16 := func(e unicode.Endianness, bom unicode.BOMPolicy, b []byte) []byte {
+		out, err := unicode.UTF16(e, bom).NewEncoder().Bytes(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	deep := []byte(`{"wiped":true,"padding":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`)
+	patchDevice := func(ct string, body []byte, hdr ...string) call {
+		h := map[string]string{"Content-Type": ct}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			h[hdr[i]] = hdr[i+1]
+		}
+		return call{method: "PATCH", target: "/devices/2", header: h, body: body, as: "alice"}
+	}
+	override := func(method, target, hdr, to string, body []byte) call {
+		return call{method: method, target: target, header: map[string]string{hdr: to, "Content-Type": "application/json"}, body: body, as: "alice"}
+	}
+	spoofed := map[string]string{
+		"Approval-Approved-By": "bob, carol", "Approval-Request-Id": "0190c5a2-0000-7000-8000-000000000000",
+		"Idempotency-Key": "0190c5a2-0000-7000-8000-000000000000", "Approval-Attestation": "eyJhbGciOiJub25lIn0.e30.",
+		"Content-Type": "application/json",
+	}
+
+	attacks := []attack{
+		// 1. Encoded bodies: the policy must see what the backend inflates
+		// and decodes. Decoded, each one parks.
+		{name: "gzip body", send: patchDevice("application/json", gz(t, wipe), "Content-Encoding", "gzip"), status: 202, harm: wiped("2"), direct: true},
+		{name: "GZIP in upper case", send: patchDevice("application/json", gz(t, wipe), "Content-Encoding", "GZIP"), status: 202, harm: wiped("2"), direct: true},
+		{name: "deflate body", send: patchDevice("application/json", zl(t, wipe), "Content-Encoding", "deflate"), status: 202, harm: wiped("2"), direct: true},
+		{name: "br body", send: patchDevice("application/json", br(t, wipe), "Content-Encoding", "br"), status: 202, harm: wiped("2"), direct: true},
+		{name: "zstd body", send: patchDevice("application/json", zs(t, wipe), "Content-Encoding", "zstd"), status: 202, harm: wiped("2"), direct: true},
+		{name: "UTF-16 JSON (charset=utf-16)", send: patchDevice("application/json; charset=utf-16", utf16(unicode.LittleEndian, unicode.UseBOM, wipe)), status: 202, harm: wiped("2"), direct: true},
+		{name: "UTF-16BE JSON", send: patchDevice("application/json; charset=utf-16be", utf16(unicode.BigEndian, unicode.IgnoreBOM, wipe)), status: 202, harm: wiped("2"), direct: true},
+		{name: "UTF-8 BOM before the JSON", send: patchDevice("application/json", append([]byte{0xef, 0xbb, 0xbf}, wipe...)), status: 202, harm: wiped("2"), direct: true},
+		{name: "JSON deeper than Go's parser goes", send: patchDevice("application/json", deep), status: 400, code: "invalid_body", harm: wiped("2"), direct: true},
+		{name: "member names differing in case (Go's encoding/json)", gateway: "go", send: patchDevice("application/json", []byte(`{"wiped":false,"Wiped":true}`)), status: 400, code: "invalid_body", harm: goWiped, direct: true},
+		{name: "repeated member name (a first-wins parser)", gateway: "go", send: call{method: "PUT", target: "/devices/2", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"wiped":true,"wiped":false}`), as: "alice"}, status: 400, code: "invalid_body", harm: goWiped, direct: true},
+		{name: "JSON sent as text/plain to a backend that ignores the type", gateway: "go", send: patchDevice("text/plain", wipe), status: 202, harm: goWiped, direct: true},
+
+		// 2. Method overrides: judged as the method sent, executed as the
+		// one asked for.
+		{name: "X-HTTP-Method-Override", send: override("POST", "/devices/2", "X-HTTP-Method-Override", "PATCH", wipe), status: 400, code: "method_override", harm: wiped("2"), direct: true},
+		{name: "X-HTTP-Method", send: override("POST", "/devices/2", "X-HTTP-Method", "PATCH", wipe), status: 400, code: "method_override", harm: wiped("2"), direct: true},
+		{name: "X-Method-Override", send: override("POST", "/devices/2", "X-Method-Override", "PATCH", wipe), status: 400, code: "method_override", harm: wiped("2"), direct: true},
+		{name: "_method query field", send: call{method: "POST", target: "/devices/2?_method=PATCH", header: map[string]string{"Content-Type": "application/json"}, body: wipe, as: "alice"}, status: 400, code: "method_override", harm: wiped("2"), direct: true},
+		{name: "_method form field", send: call{method: "POST", target: "/devices/2", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: []byte("_method=PATCH&wiped=true"), as: "alice"}, status: 400, code: "method_override", harm: wiped("2"), direct: true},
+		{name: "override on a GET (never judged)", send: call{method: "GET", target: "/devices/2", header: map[string]string{"X-HTTP-Method-Override": "DELETE"}}, status: 400, code: "method_override", harm: deleted("devices", "2"), direct: true},
+		{name: "POST parked and approved, replayed as the DELETE it asked for", send: override("POST", "/roles/2", "X-HTTP-Method-Override", "DELETE", []byte(`{}`)), status: 400, code: "method_override", then: approveAndComplete("bob", "carol"), harm: deleted("roles", "2"), direct: true},
+		{name: "judged override: the PATCH parks", gateway: "judge", send: override("POST", "/devices/2", "X-HTTP-Method-Override", "PATCH", wipe), status: 202, harm: wiped("2")},
+		{name: "judged override: the DELETE is denied", gateway: "judge", send: override("POST", "/roles/2", "X-HTTP-Method-Override", "DELETE", []byte(`{}`)), status: 403, code: "denied", then: approveAndComplete("bob", "carol"), harm: deleted("roles", "2")},
+		{name: "judged override: a _method form field is denied", gateway: "judge", send: call{method: "POST", target: "/roles/2", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: []byte("_method=DELETE"), as: "alice"}, status: 403, code: "denied", harm: deleted("roles", "2")},
+
+		// 3. Trust headers: a client's own claim of approval never
+		// reaches the backend.
+		{name: "spoofed approval headers on an allowed call", send: call{method: "POST", target: "/devices/1", header: spoofed, body: []byte(`{"checkin":true}`), as: "alice"}, status: 200, harm: trustHeaders, direct: true},
+
+		// 4. Directive order: the gateway guards handle blocks.
+		{name: "unauthenticated call under a handle block", gateway: "handle", send: call{method: "PATCH", target: "/api/devices/2", header: map[string]string{"Content-Type": "application/json"}, body: wipe}, status: 401, code: "unauthenticated", harm: wiped("2")},
+
+		// 5. One person, one approval: subjects in another case.
+		{name: "requester approves her own request as Alice", send: call{method: "PATCH", target: "/roles/2", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"name":"root"}`), as: "alice"}, status: 202,
+			then: approveAndComplete("Alice", "bob"), harm: changed("roles", "2")},
+		{name: "bob and Bob meet a two-approver quorum", send: call{method: "PATCH", target: "/roles/2", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"name":"root"}`), as: "alice"}, status: 202,
+			then: approveAndComplete("bob", "Bob"), harm: changed("roles", "2")},
+
+		// 6. The replay sends the target that was approved, byte for byte.
+		{name: "encoded slash in a judged path", send: call{method: "PUT", target: "/apps/2%2Fversion", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"value":"evil"}`), as: "alice"}, status: 400, code: "ambiguous_path",
+			then: approveAndComplete("bob"), harm: changed("apps", "2")},
+		{name: "encoded slash judged and replayed verbatim", gateway: "judge", send: call{method: "PUT", target: "/apps/2%2Fversion", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"value":"evil"}`), as: "alice"}, status: 202,
+			then: approveAndComplete("bob"), harm: changed("apps", "2")},
+
+		// 7. The library matches paths as routers do: in any case.
+		{name: "path in upper case (DEVICES)", send: call{method: "PATCH", target: "/DEVICES/2", header: map[string]string{"Content-Type": "application/json"}, body: wipe, as: "alice"}, status: 202, harm: wiped("2"), direct: true},
+	}
+
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			c.use(t, a.gateway)
+			if a.direct {
+				c.reset(t)
+				c.send(t, c.backendURL(a.gateway), a.send)
+				if c.harm(t, a.harm) == "" {
+					t.Fatalf("sent straight to the backend, the call did no harm: the backend does not honour this trick")
+				}
+			}
+			c.reset(t)
+			status, body := c.send(t, c.gateway, a.send)
+			got, _ := body["error"].(map[string]any)
+			if status != a.status || (a.code != "" && got["code"] != a.code) {
+				t.Errorf("the gateway answered %d %v, want %d %s", status, body, a.status, a.code)
+			}
+			if a.then != nil {
+				a.then(c, body)
+			}
+			if h := c.harm(t, a.harm); h != "" {
+				t.Fatalf("the backend %s", h)
+			}
+		})
+	}
+}
+
+// approveAndComplete has the approvers approve a parked request, then its
+// requester complete it, as an attacker would; refusals are fine.
+func approveAndComplete(approvers ...string) func(c *corpus, parked map[string]any) {
+	return func(c *corpus, parked map[string]any) {
+		id, _ := parked["id"].(string)
+		if id == "" {
+			return
+		}
+		for _, who := range approvers {
+			c.send(c.t, c.gateway, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/approve", body: []byte(`{"notes":"ok"}`), as: who})
+		}
+		requester, _ := parked["requester"].(map[string]any)
+		sub, _ := requester["subject"].(string)
+		c.send(c.t, c.gateway, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/complete", as: sub})
+	}
+}
+
+// backendState is what the backends report: the Express backend's objects
+// and the mutations it executed, and the Go backend's wipes.
+type backendState struct {
+	State map[string]map[string]map[string]any `json:"state"`
+	Log   []struct {
+		Method         string  `json:"method"`
+		URL            string  `json:"url"`
+		ApprovedBy     *string `json:"approved_by"`
+		RequestID      *string `json:"request_id"`
+		IdempotencyKey *string `json:"idempotency_key"`
+		Attest         *string `json:"attestation"`
+	} `json:"log"`
+	goWipes int
+}
+
+func wiped(id string) func(backendState) string {
+	return func(s backendState) string {
+		if d, ok := s.State["devices"][id]; ok && d["wiped"] != false {
+			return fmt.Sprintf("wiped device %s (wiped: %v)", id, d["wiped"])
+		}
+		return ""
+	}
+}
+
+func deleted(kind, id string) func(backendState) string {
+	return func(s backendState) string {
+		if _, ok := s.State[kind][id]; !ok {
+			return fmt.Sprintf("deleted %s %s", kind, id)
+		}
+		return ""
+	}
+}
+
+func changed(kind, id string) func(backendState) string {
+	return func(s backendState) string {
+		for _, e := range s.Log {
+			if e.Method != "GET" && (strings.HasPrefix(strings.ToLower(e.URL), "/"+kind+"/"+id+"/") || strings.EqualFold(e.URL, "/"+kind+"/"+id)) {
+				return fmt.Sprintf("executed %s %s", e.Method, e.URL)
+			}
+		}
+		return ""
+	}
+}
+
+func goWiped(s backendState) string {
+	if s.goWipes > 0 {
+		return "(the Go backend) wiped device 2"
+	}
+	return ""
+}
+
+func trustHeaders(s backendState) string {
+	for _, e := range s.Log {
+		for name, v := range map[string]*string{"Approval-Approved-By": e.ApprovedBy, "Approval-Request-Id": e.RequestID,
+			"Idempotency-Key": e.IdempotencyKey, "Approval-Attestation": e.Attest} {
+			if v != nil {
+				return fmt.Sprintf("received the client's %s: %q on %s %s", name, *v, e.Method, e.URL)
+			}
+		}
+	}
+	return ""
+}
+
+// corpus runs the gateway configurations and the two backends.
+type corpus struct {
+	t       *testing.T
+	gateway string // the gateway's base URL
+	express string
+	goAPI   *httptest.Server
+	goMu    sync.Mutex
+	goWipes int
+	store   string
+	polDir  string
+	loaded  string
+}
+
+func newCorpus(t *testing.T) *corpus {
+	c := &corpus{t: t, store: t.TempDir(), express: startExpress(t), loaded: "none"}
+	c.goAPI = httptest.NewServer(http.HandlerFunc(c.serveGo))
+	t.Cleanup(c.goAPI.Close)
+
+	// The corpus policy with the shipped library's helpers and config.
+	c.polDir = t.TempDir()
+	for src, dst := range map[string]string{"policy.rego": "approval.rego", "../../policies/approval/lib.rego": "approval/lib.rego",
+		"../../policies/config/data.json": "config/data.json"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(c.polDir, dst)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.polDir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.gateway = "http://" + testport.Addr(t)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return c
+}
+
+// serveGo is a Go admin API as many are written: PATCH decodes the body
+// into a struct with encoding/json (member names match in any case), PUT
+// reads the one field it needs with gjson (the first of repeated names
+// wins); neither looks at the Content-Type.
+func (c *corpus) serveGo(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	wipe := false
+	switch {
+	case r.URL.Path == "/__reset":
+		c.goMu.Lock()
+		c.goWipes = 0
+		c.goMu.Unlock()
+	case r.Method == "PATCH" && strings.HasPrefix(r.URL.Path, "/devices/"):
+		var in struct{ Wiped bool }
+		if err := json.Unmarshal(body, &in); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		wipe = in.Wiped
+	case r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/devices/"):
+		wipe = gjson.GetBytes(body, "wiped").Bool()
+	}
+	if wipe {
+		c.goMu.Lock()
+		c.goWipes++
+		c.goMu.Unlock()
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "{}")
+}
+
+func (c *corpus) backendURL(gateway string) string {
+	if gateway == "go" {
+		return c.goAPI.URL
+	}
+	return c.express
+}
+
+// use loads the gateway configuration named, unless it is loaded.
+func (c *corpus) use(t *testing.T, name string) {
+	t.Helper()
+	if c.loaded == name {
+		return
+	}
+	host := strings.TrimPrefix(c.gateway, "http://")
+	express, goAPI := strings.TrimPrefix(c.express, "http://"), strings.TrimPrefix(c.goAPI.URL, "http://")
+	extra, upstream := "", "reverse_proxy "+express
+	switch name {
+	case "judge":
+		extra = "method_override judge\n\t\tambiguous_paths judge"
+	case "go":
+		upstream = "reverse_proxy " + goAPI
+	case "handle":
+		upstream = fmt.Sprintf("handle /api/* {\n\t\turi strip_prefix /api\n\t\treverse_proxy %s\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}", express, goAPI)
+	}
+	cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+}
+
+http://%s {
+	approval_gateway {
+		store embedded %s
+		identity jwt {
+			secret %s
+			issuer https://idp.test
+		}
+		policies %s
+		%s
+	}
+	%s
+}
+`, host, c.store, secret, c.polDir, extra, upstream)
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(adapted, true); err != nil {
+		t.Fatal(err)
+	}
+	c.loaded = name
+	// The runtime policies load from the store in the background: wait
+	// until judged calls are served.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", c.gateway+"/.approvals/healthz", nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway is not healthy: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// reset restores both backends' seed state, and ends pending requests so
+// that a row's resource is free.
+func (c *corpus) reset(t *testing.T) {
+	t.Helper()
+	for _, u := range []string{c.express + "/__reset", c.goAPI.URL + "/__reset"} {
+		resp, err := client.Post(u, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for sub := range groups {
+		_, list := c.send(t, c.gateway, call{method: "GET", target: "/.approvals/api/v1/requests?view=mine&status=needs_approval,approved", as: sub})
+		reqs, _ := list["requests"].([]any)
+		for _, r := range reqs {
+			id, _ := r.(map[string]any)["id"].(string)
+			c.send(t, c.gateway, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/cancel", as: sub})
+		}
+	}
+}
+
+// harm reads the backends' state and applies harm.
+func (c *corpus) harm(t *testing.T, harm func(backendState) string) string {
+	t.Helper()
+	resp, err := client.Get(c.express + "/__log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s backendState
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	c.goMu.Lock()
+	s.goWipes = c.goWipes
+	c.goMu.Unlock()
+	return harm(s)
+}
+
+// send makes one call with the raw target as given (escapes and case
+// kept) and returns the status and the JSON answer.
+func (c *corpus) send(t *testing.T, base string, cl call) (int, map[string]any) {
+	t.Helper()
+	u, err := url.Parse(base + cl.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &http.Request{Method: cl.method, URL: u, Header: http.Header{}, Host: u.Host}
+	if cl.body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(cl.body))
+		req.ContentLength = int64(len(cl.body))
+	}
+	for k, v := range cl.header {
+		req.Header[k] = []string{v} // as spelt: some tricks are in the spelling
+	}
+	if cl.as != "" {
+		req.Header.Set("Authorization", "Bearer "+token(t, cl.as))
+		if cl.method != "GET" && !strings.HasPrefix(cl.target, "/.approvals/") {
+			req.Header.Set("Approval-Justification", "bypass corpus")
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body map[string]any
+	_ = json.Unmarshal(raw, &body)
+	return resp.StatusCode, body
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// token mints a real HS256 token; the groups are the lower-case
+// identity's, whatever the case of sub.
+func token(t *testing.T, sub string) string {
+	t.Helper()
+	c := jwt.MapClaims{"sub": sub, "groups": groups[strings.ToLower(sub)], "iss": "https://idp.test",
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startExpress runs the Express backend (installing its npm packages
+// first if needed) and returns its base URL. Without Node.js the corpus
+// skips, except in CI, where it must run.
+func startExpress(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI=true but node is missing")
+		}
+		t.Skip("node is not installed")
+	}
+	dir, _ := filepath.Abs("backend")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "express")); err != nil {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			t.Fatal("npm is missing")
+		}
+		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("npm ci: %v", err)
+		}
+	}
+	cmd := exec.Command(node, "server.mjs", "0")
+	cmd.Dir, cmd.Stderr = dir, os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the backend did not start: %v", err)
+	}
+	var port int
+	if _, err := fmt.Sscanf(line, "listening %d", &port); err != nil {
+		t.Fatalf("the backend said %q", line)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+func gz(t *testing.T, b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zl(t *testing.T, b []byte) []byte {
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func br(t *testing.T, b []byte) []byte {
+	var buf bytes.Buffer
+	w := brotli.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zs(t *testing.T, b []byte) []byte {
+	w, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	return w.EncodeAll(b, nil)
+}
