@@ -6,9 +6,11 @@ package adminapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
+	"mime"
 	"net/http"
 	"sort"
 	"strconv"
@@ -139,6 +141,13 @@ func (a *API) get(kind string) http.HandlerFunc {
 	}
 }
 
+// errNotJSON is a body sent with another content type than JSON.
+var errNotJSON = errors.New("send the body as JSON (Content-Type: application/json)")
+
+// readObject reads a JSON object body. It reads only bodies declared JSON,
+// as a backend behind the gateway should: the gateway judges a body by its
+// declared type, so a backend that parsed, say, text/plain as JSON would
+// execute what the policy could not read.
 func readObject(r *http.Request) (map[string]any, error) {
 	var o map[string]any
 	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -148,17 +157,28 @@ func readObject(r *http.Request) (map[string]any, error) {
 	if len(b) == 0 {
 		return map[string]any{}, nil
 	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return nil, errNotJSON
+	}
 	if err := json.Unmarshal(b, &o); err != nil {
 		return nil, fmt.Errorf("body is not a JSON object: %v", err)
 	}
 	return o, nil
 }
 
+// badBody answers a body readObject refused.
+func badBody(err error) (int, any) {
+	if errors.Is(err, errNotJSON) {
+		return http.StatusUnsupportedMediaType, map[string]string{"error": err.Error()}
+	}
+	return http.StatusBadRequest, map[string]string{"error": err.Error()}
+}
+
 func (a *API) create(kind string) handler {
 	return func(r *http.Request) (int, any) {
 		o, err := readObject(r)
 		if err != nil {
-			return http.StatusBadRequest, map[string]string{"error": err.Error()}
+			return badBody(err)
 		}
 		a.next++
 		o["id"] = strconv.Itoa(a.next)
@@ -176,7 +196,7 @@ func (a *API) update(kind string) handler {
 		}
 		patch, err := readObject(r)
 		if err != nil {
-			return http.StatusBadRequest, map[string]string{"error": err.Error()}
+			return badBody(err)
 		}
 		for k, v := range patch {
 			if k != "id" {

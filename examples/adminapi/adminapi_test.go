@@ -10,6 +10,9 @@ import (
 func do(t *testing.T, a *API, method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		r.Header.Set(headers[i], headers[i+1])
 	}
@@ -39,6 +42,10 @@ func TestResources(t *testing.T) {
 		if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.has) {
 			t.Errorf("%s %s: %d %s", tc.method, tc.path, w.Code, w.Body)
 		}
+	}
+	// A body of another type is not read as JSON.
+	if w := do(t, a, "PUT", "/devices/2", `{"name":"x"}`, "Content-Type", "text/plain"); w.Code != http.StatusUnsupportedMediaType {
+		t.Errorf("a text/plain body: %d %s", w.Code, w.Body)
 	}
 }
 
