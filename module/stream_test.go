@@ -76,6 +76,10 @@ http://127.0.0.1:%d {
 		req.ContentLength = size
 		req.Header.Set("Authorization", "Bearer "+token(t, "alice"))
 		req.Header.Set("Content-Type", "application/octet-stream")
+		// The client waits for the gateway's go-ahead (sent once the body
+		// is read), so a refusal from Content-Length is an answer, not a
+		// reset connection.
+		req.Header.Set("Expect", "100-continue")
 		resp, err := noKeepAlive.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -52,6 +52,8 @@ func TestReadMethod(t *testing.T) {
 		{name: "_METHOD query", method: "POST", query: "a=1&_METHOD=delete", code: CodeMethodOverride},
 		{name: "a query that only mentions methods", method: "POST", query: "payment_method=card", want: "POST"},
 		{name: "broken query naming a method", method: "POST", query: "_method=%zz", code: CodeInvalidQuery},
+		{name: "a pair dropped by a ; naming a method", method: "GET", query: "a=1;%5Fmethod=DELETE", code: CodeInvalidQuery},
+		{name: "broken query on a read, no method", method: "GET", query: "q=100%", want: "GET"},
 		{name: "lower-case method", method: "delete", code: CodeInvalidMethod},
 		{name: "mixed-case method", method: "Post", code: CodeInvalidMethod},
 		{name: "judged: header", method: "POST", header: http.Header{"X-Http-Method-Override": {"patch"}}, judge: true, want: "PATCH", from: "X-Http-Method-Override"},

@@ -49,9 +49,12 @@ func ReadMethod(r *http.Request, o Options) (Method, error) {
 		}
 	}
 	if r.URL.RawQuery != "" && mayHoldOverride(r.URL.RawQuery) {
+		// ParseQuery keeps the pairs it can read. A pair it drops (a bad
+		// escape, a ";" some backends split on) may still spell _method
+		// to a backend: then the call is refused.
 		q, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil {
-			return m, refuse(http.StatusBadRequest, CodeInvalidQuery, "the query does not parse: %v", err)
+		if err != nil && strings.Contains(strings.ToLower(lenientUnescape(r.URL.RawQuery)), "method") {
+			return m, refuse(http.StatusBadRequest, CodeInvalidQuery, "the query does not parse (%v) and may name a method override", err)
 		}
 		for k, vs := range q {
 			if strings.EqualFold(k, OverrideField) {
@@ -125,6 +128,22 @@ func mayHoldOverride(raw string) bool {
 		}
 	}
 	return false
+}
+
+// lenientUnescape decodes the valid escapes of s and keeps the rest.
+func lenientUnescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if c, ok := unhex(s[i+1], s[i+2]); ok {
+				b.WriteByte(c)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func hasLower(s string) bool {
