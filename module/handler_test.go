@@ -115,12 +115,19 @@ func (g *gateway) storeLine() string {
 
 func (g *gateway) load(extra string) {
 	g.t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(g.caddyfile(extra)), map[string]any{"filename": "Caddyfile"})
+	loadCaddyfile(g.t, g.caddyfile(extra))
+}
+
+// loadCaddyfile adapts a Caddyfile and runs it in this process (replacing
+// what runs).
+func loadCaddyfile(t *testing.T, text string) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
-		g.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
-		g.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
 // TestHandleBlocksAreGuarded: the directive at site level guards the
@@ -43,13 +42,7 @@ http://127.0.0.1:%d {
 	}
 }
 `, g.port, g.port, strings.TrimPrefix(mdm.URL, "http://"), strings.TrimPrefix(admin.URL, "http://"), g.dir, testSecret)
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(adapted, true); err != nil {
-		t.Fatal(err)
-	}
+	loadCaddyfile(t, cfg)
 	t.Cleanup(func() { _ = caddy.Stop() })
 
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")

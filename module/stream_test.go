@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
 // TestLargeAllowedUploadStreams: when no policy reads bodies, an allowed
@@ -61,13 +60,7 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 `, port, t.TempDir(), testSecret, dir, strings.TrimPrefix(backend.URL, "http://"))
-		adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := caddy.Load(adapted, true); err != nil {
-			t.Fatal(err)
-		}
+		loadCaddyfile(t, cfg)
 		t.Cleanup(func() { _ = caddy.Stop() })
 		return fmt.Sprintf("http://127.0.0.1:%d", port)
 	}
