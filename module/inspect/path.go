@@ -72,6 +72,9 @@ func ambiguity(raw string) string {
 			}
 		}
 	}
+	if !mayHoldDots(raw) {
+		return ""
+	}
 	for _, seg := range strings.Split(raw, "/") {
 		if s := decodeUnreserved(seg); s == "." || s == ".." {
 			return "a dot segment (" + seg + ")"
@@ -80,11 +83,20 @@ func ambiguity(raw string) string {
 	return ""
 }
 
+// mayHoldDots is a cheap test that a path may hold a dot segment: a "/."
+// or an escape.
+func mayHoldDots(raw string) bool {
+	return strings.Contains(raw, "/.") || strings.IndexByte(raw, '%') >= 0
+}
+
 // NormalizePath is the syntax-based normalization of an escaped path (RFC
 // 3986 section 6.2.2: escapes of unreserved characters decoded, the other
 // escapes in upper case, dot segments removed), with duplicate slashes
 // merged as many servers do. A trailing slash is kept.
 func NormalizePath(raw string) string {
+	if strings.HasPrefix(raw, "/") && !mayHoldDots(raw) && !strings.Contains(raw, "//") {
+		return raw // already normal: the common case
+	}
 	segs := strings.Split(raw, "/")
 	out := make([]string, 0, len(segs))
 	for i, seg := range segs {
