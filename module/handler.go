@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -432,7 +433,25 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP hands the request to the core, with the rest of the chain as
 // where allowed calls and replays go.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return h.svc.ServeHTTP(w, r, next.ServeHTTP)
+	return h.svc.ServeHTTP(w, r, func(w http.ResponseWriter, rr *http.Request) error {
+		if rr != r {
+			rr = ownPlaceholders(rr)
+		}
+		return next.ServeHTTP(w, rr)
+	})
+}
+
+// ownPlaceholders gives a request the core made (a replay of a stored
+// call) placeholders and variables of its own: {uri}, {path} and the rest
+// describe the replayed call, not the complete call it runs within, so a
+// rewrite or header_up after the gateway sees the call that was approved.
+func ownPlaceholders(rr *http.Request) *http.Request {
+	vars, _ := rr.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	ctx := context.WithValue(rr.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars))
+	ctx = context.WithValue(ctx, caddyhttp.OriginalRequestCtxKey, *rr)
+	rr = rr.WithContext(ctx)
+	caddyhttp.NewTestReplacer(rr) // binds a replacer for rr to rr's context
+	return rr
 }
 
 // annotate sets the placeholders {http.approval.id}, {http.approval.status}

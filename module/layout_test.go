@@ -60,3 +60,47 @@ http://127.0.0.1:%d {
 	// Reads under either block still pass untouched.
 	g.want(g.call("GET", "/apps", "", ""), http.StatusCreated, "")
 }
+
+// TestReplayHasItsOwnPlaceholders: a rewrite after the gateway that uses
+// placeholders rewrites the replayed call, not the complete call the replay
+// runs within.
+func TestReplayHasItsOwnPlaceholders(t *testing.T) {
+	backend := newCounter(t)
+	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: backend}
+	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+}
+
+http://127.0.0.1:%d {
+	approval_gateway {
+		store embedded %s
+		identity jwt {
+			secret %s
+			issuer https://idp.test
+		}
+		policies approvals/testdata/policies
+	}
+	handle {
+		rewrite * /v1{uri}
+		reverse_proxy %s {
+			header_up X-Replayed-Path {path}
+		}
+	}
+}
+`, g.port, g.dir, testSecret, strings.TrimPrefix(backend.URL, "http://")))
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
+	id := g.want(g.call("DELETE", "/apps/1?force=1", alice, "", "Approval-Justification", "retire"), http.StatusAccepted, "").body["id"].(string)
+	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
+	backend.mu.Lock()
+	defer backend.mu.Unlock()
+	last := backend.calls[len(backend.calls)-1]
+	if last.URL.RequestURI() != "/v1/apps/1?force=1" || last.Header.Get("X-Replayed-Path") != "/v1/apps/1" {
+		t.Fatalf("the replay reached %s with X-Replayed-Path %q", last.URL.RequestURI(), last.Header.Get("X-Replayed-Path"))
+	}
+}

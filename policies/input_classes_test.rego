@@ -73,3 +73,26 @@ test_an_unreadable_body_parks_on_a_guarded_route if {
 	# A script whose body cannot be read is treated as targeting everything.
 	count(_decide({"method": "PUT", "path": "/scripts/3", "body": null, "body_size": 40, "content_type": "application/octet-stream"}, _alice).approvers) == 2
 }
+
+test_a_field_is_read_as_backends_read_it if {
+	# Two approver groups for a script targeting every device, however the
+	# target is spelt or sent.
+	bodies := [
+		{"target": "all-laptops"},
+		{"Target": "all-laptops"},
+		{"TARGET": "ALL-laptops"},
+		{"target": ["all-laptops"]},
+		{"target": {"all": true}},
+		{"target": 1},
+	]
+	every body in bodies {
+		count(_decide({"method": "PUT", "path": "/scripts/3", "body": body}, _alice).approvers) == 2
+	}
+
+	# A form's field, and a query parameter merged into the fields.
+	count(_decide({"method": "PUT", "path": "/scripts/3", "body": {"target": ["all-laptops"]}, "content_type": "application/x-www-form-urlencoded"}, _alice).approvers) == 2
+	count(_decide({"method": "PUT", "path": "/scripts/3", "query": {"target": ["all"]}, "body": {"name": "x"}}, _alice).approvers) == 2
+
+	# A narrow target needs one group.
+	count(_decide({"method": "PUT", "path": "/scripts/3", "body": {"target": "finance-laptops"}}, _alice).approvers) == 1
+}

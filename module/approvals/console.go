@@ -336,7 +336,7 @@ func (c *console) serve(w http.ResponseWriter, r *http.Request, next Next) {
 		c.s.log.Info("console sign-out", zap.String("subject", sess.Subject))
 		http.Redirect(w, r, c.s.o.Prefix+"/requests", http.StatusSeeOther)
 	case rest == "/live":
-		c.live(w, r, who)
+		c.live(w, r, sess, who)
 	case len(parts) == 1 && parts[0] == "requests":
 		c.list(w, r, p)
 	case len(parts) == 2 && parts[0] == "requests" && r.Method == http.MethodGet:
@@ -556,7 +556,7 @@ func (c *console) explainCode(code string, st record.Status) string {
 
 // live streams a server-sent event whenever a request the user may see
 // changes (from the store's watch), so pages update without reload.
-func (c *console) live(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+func (c *console) live(w http.ResponseWriter, r *http.Request, sess *session, who *identity.Identity) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -589,6 +589,11 @@ func (c *console) live(w http.ResponseWriter, r *http.Request, who *identity.Ide
 			b, _ := json.Marshal(map[string]string{"id": rec.ID, "status": string(rec.Status)})
 			_, _ = fmt.Fprintf(w, "event: request\ndata: %s\n\n", b)
 		case <-ping.C:
+			// A stream ends with its session: signed out anywhere, or
+			// expired.
+			if open, err := c.s.o.Store.SessionOpen(ctx, sess.ID); !c.o.RequestIdentity && (err != nil || !open || time.Now().Unix() > sess.Expires) {
+				return
+			}
 			_, _ = fmt.Fprint(w, ": ping\n\n")
 		}
 		if rc.Flush() != nil {

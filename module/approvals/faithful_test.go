@@ -41,6 +41,15 @@ func TestMethodOverrides(t *testing.T) {
 	h.expect(h.do("GET", "/open?%5Fmethod=DELETE", "", ""), http.StatusBadRequest, "method_override")
 	h.expect(h.do("POST", "/open", alice, "name=x&_method=DELETE", "Content-Type", "application/x-www-form-urlencoded"), http.StatusBadRequest, "method_override")
 	h.expect(h.do("delete", "/open", alice, ""), http.StatusBadRequest, "invalid_method")
+	// In a body: a JSON member, a form field on a read, a body with no type.
+	h.expect(h.do("POST", "/open", alice, `{"_method":"DELETE"}`, "Content-Type", "application/json"), http.StatusBadRequest, "method_override")
+	h.expect(h.do("GET", "/roles/2", "", "_method=DELETE", "Content-Type", "application/x-www-form-urlencoded"), http.StatusBadRequest, "method_override")
+	h.expect(h.do("OPTIONS", "/roles/2", "", `{"_method":"DELETE"}`, "Content-Type", "application/json"), http.StatusBadRequest, "method_override")
+	req, _ := http.NewRequest("POST", h.gw.URL+"/open", strings.NewReader("_method=DELETE"))
+	req.Header.Set("Authorization", "Bearer "+alice)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a _method in a body with no type: %v %v", resp.StatusCode, err)
+	}
 	if n := len(h.backend.calls); n != 0 {
 		t.Fatalf("%d overridden calls reached the backend", n)
 	}
@@ -51,6 +60,9 @@ func TestMethodOverrides(t *testing.T) {
 	j.expect(j.do("POST", "/devices/2", alice, `{"wiped":true}`, "X-HTTP-Method-Override", "PATCH", "Content-Type", "application/json"), http.StatusForbidden, "denied")
 	j.expect(j.do("POST", "/open", alice, "name=x&_method=DELETE", "Content-Type", "application/x-www-form-urlencoded"), http.StatusForbidden, "denied")
 	j.expect(j.do("POST", "/open?_method=PUT", alice, "", "X-HTTP-Method", "DELETE"), http.StatusBadRequest, "method_override")
+	// Judged on a POST only, and only as a method everyone knows.
+	j.expect(j.do("DELETE", "/devices/1", alice, "", "X-HTTP-Method-Override", "PATCH"), http.StatusBadRequest, "method_override")
+	j.expect(j.do("POST", "/devices/1", alice, "", "X-HTTP-Method-Override", "FOO"), http.StatusBadRequest, "method_override")
 	// Parked as the DELETE it is, and replayed as sent: POST with the
 	// override, so the backend executes the DELETE that was approved.
 	rec := j.expect(j.do("POST", "/roles/2", alice, "", "X-HTTP-Method-Override", "DELETE", "Approval-Justification", "j"), http.StatusAccepted, "")

@@ -266,9 +266,34 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) e
 		return nil
 	}
 	if !s.judged(m.Effective) && !s.judged(m.Wire) {
+		// Not judged, but a body on a read may still ask a backend for
+		// another method (method-override reads req.body on any method).
+		if hasBody(r) && inspect.MayOverride(r.Header) {
+			if err := s.checkReadBody(r, m); err != nil {
+				writeError(w, err)
+				return nil
+			}
+		}
 		return next(w, r)
 	}
 	return s.judge(w, r, m, next)
+}
+
+// hasBody reports whether a request carries a body.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+}
+
+// checkReadBody reads the body of a call that is not judged, bounded, and
+// refuses it if it asks for another method: no override turns a read into
+// a change unjudged.
+func (s *Service) checkReadBody(r *http.Request, m inspect.Method) error {
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	_, err = body.Override(m, s.inspect)
+	return err
 }
 
 // judged reports whether calls with method m are judged.
@@ -299,12 +324,12 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 		return nil
 	}
 	// The policy in force now decides; the body is read only if it reads
-	// bodies, or if a form could hold a _method field.
+	// bodies, or if the body could hold a _method field.
 	pol := s.o.Policies.Engine().Current()
 	var body *inspect.Body
-	if pol.Use.Body || inspect.IsFormType(r.Header) {
+	if pol.Use.Body || (hasBody(r) && inspect.MayOverride(r.Header)) {
 		if body, err = s.readBody(r); err == nil {
-			m, err = body.FormOverride(m, s.inspect)
+			m, err = body.Override(m, s.inspect)
 		}
 		if err != nil {
 			writeError(w, err)

@@ -24,27 +24,27 @@ type Body struct {
 	Value any
 	// SHA256 is the hex SHA-256 of Raw.
 	SHA256 string
-	// form holds a form's fields, also when Value is nil because a part
-	// is not text: _method is looked for there.
-	form url.Values
+	// overrides are the values of the body's _method fields (Override).
+	overrides []string
 }
 
-// IsForm reports whether the body is an HTML form (URL-encoded or
-// multipart), the kind that can carry a _method field.
-func (b *Body) IsForm() bool { return b.form != nil }
-
-// IsFormType reports whether a request's Content-Type declares a form,
-// whose body must be read for a _method field even when no policy reads
-// bodies.
-func IsFormType(h http.Header) bool {
-	for _, v := range h.Values("Content-Type") {
-		mt, _, _ := strings.Cut(v, ";")
-		switch strings.ToLower(strings.TrimSpace(mt)) {
-		case "application/x-www-form-urlencoded", "multipart/form-data":
-			return true
-		}
+// MayOverride reports whether a body with these headers may carry a
+// _method field that some backend honours: a form, JSON (Laravel reads
+// JSON input as request fields), no declared type (Rack reads it as a
+// form), or a Content-Type that does not parse cleanly (PHP and Rack cut
+// it at a comma). Such a body is read even when no policy reads bodies,
+// and even on a method that is not judged. Any other type streams.
+func MayOverride(h http.Header) bool {
+	cts := h.Values("Content-Type")
+	if len(cts) != 1 {
+		return true
 	}
-	return false
+	mt, _, err := mime.ParseMediaType(cts[0])
+	return err != nil || isFormType(mt) || IsJSON(mt)
+}
+
+func isFormType(mt string) bool {
+	return mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data"
 }
 
 // MediaType returns the media type of a Content-Type header value, lower
@@ -102,33 +102,78 @@ func ReadBody(raw []byte, h http.Header, o Options) (*Body, error) {
 			return b, nil
 		}
 		if b.Value, err = ParseJSON(text); err != nil {
-			return nil, invalidBody("the body is declared JSON but is not (strictly: no repeated member names, at most %d levels deep): %v", MaxJSONDepth, err)
+			return nil, invalidBody("the body is declared JSON but is not (strictly: no repeated member names or names differing only in case, numbers float64 reads alike, at most %d levels deep): %v", MaxJSONDepth, err)
+		}
+		b.overrides, err = jsonOverrides(b.Value)
+		if err != nil {
+			return nil, err
 		}
 	case mt == "application/x-www-form-urlencoded":
 		if charset != "" && charset != "utf-8" && charset != "utf8" {
 			return nil, unsupported("the form's charset %q is not one the gateway reads (UTF-8)", charset)
 		}
-		if b.form, err = parseURLEncoded(text); err != nil {
+		form, err := parseURLEncoded(text)
+		if err != nil {
 			return nil, err
 		}
-		b.Value = fields(b.form)
+		b.Value, b.overrides = fields(form), formOverrides(form)
 	case mt == "multipart/form-data":
 		form, readable, err := parseMultipart(text, params["boundary"])
 		if err != nil {
 			return nil, err
 		}
-		b.form = form
 		if readable {
 			b.Value = fields(form)
 		}
+		b.overrides = formOverrides(form)
 	case mt == "":
 		// No declared type: backends that ignore the type (many do) read
-		// JSON; show it when it is JSON.
+		// JSON; show it when it is JSON. Rack reads it as a form: look
+		// for a _method field there too.
 		if u, err := toUTF8(text, ""); err == nil && len(bytes.TrimSpace(u)) > 0 {
 			if v, err := ParseJSON(u); err == nil {
 				b.Value = v
+				if b.overrides, err = jsonOverrides(v); err != nil {
+					return nil, err
+				}
 			}
+		}
+		if q, _ := url.ParseQuery(string(text)); len(q) > 0 {
+			b.overrides = append(b.overrides, formOverrides(q)...)
 		}
 	}
 	return b, nil
+}
+
+// formOverrides returns the values of a form's _method fields.
+func formOverrides(q url.Values) []string {
+	var out []string
+	for k, vs := range q {
+		if isOverrideField(k) {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+// jsonOverrides returns the values of a JSON object's top-level _method
+// members; one that is not a string is refused, as no one can say which
+// method it asks for.
+func jsonOverrides(v any) ([]string, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, nil
+	}
+	var out []string
+	for k, val := range obj {
+		if !isOverrideField(k) {
+			continue
+		}
+		s, ok := val.(string)
+		if !ok {
+			return nil, refuse(http.StatusBadRequest, CodeMethodOverride, "the body's %s member is not a method", k)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

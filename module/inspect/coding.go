@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"bufio"
 	"bytes"
 	"compress/flate"
 	"compress/gzip"
@@ -97,11 +98,7 @@ func knownCoding(c string) bool {
 func decoder(coding string, r io.Reader, limit int64) (io.Reader, error) {
 	switch coding {
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, invalidBody("the body is not valid gzip: %v", err)
-		}
-		return zr, nil
+		return newGzipMembers(r)
 	case "deflate":
 		// HTTP's deflate is the zlib format (RFC 9110); some clients send
 		// raw deflate, which some backends accept too: read either.
@@ -171,3 +168,53 @@ func (b *bufioPeeker) peek(n int) []byte {
 }
 
 func (b *bufioPeeker) reader() io.Reader { return io.MultiReader(bytes.NewReader(b.head), b.r) }
+
+// gzipMembers reads a gzip body of one or more members, as zlib-based
+// backends do. A member with a file name, a comment or extra data is
+// refused: those are stored uncompressed, where a backend that does not
+// decode the body could read what the policy never saw.
+type gzipMembers struct {
+	br *bufio.Reader
+	zr *gzip.Reader
+}
+
+var errGzipFields = errors.New("a gzip member carries a name, comment or extra field")
+
+func newGzipMembers(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, invalidBody("the body is not valid gzip: %v", err)
+	}
+	if hasGzipFields(zr.Header) {
+		return nil, invalidBody("the body is not valid gzip: %v", errGzipFields)
+	}
+	zr.Multistream(false)
+	return &gzipMembers{br: br, zr: zr}, nil
+}
+
+func hasGzipFields(h gzip.Header) bool { return h.Name != "" || h.Comment != "" || len(h.Extra) > 0 }
+
+func (g *gzipMembers) Read(p []byte) (int, error) {
+	for {
+		n, err := g.zr.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+		if _, err := g.br.Peek(1); err == io.EOF {
+			return 0, io.EOF
+		}
+		if err := g.zr.Reset(g.br); err != nil {
+			return 0, err
+		}
+		g.zr.Multistream(false)
+		if hasGzipFields(g.zr.Header) {
+			return 0, errGzipFields
+		}
+	}
+}
+
+func (g *gzipMembers) Close() error { return g.zr.Close() }

@@ -4,19 +4,21 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/url"
 	"unicode/utf8"
 )
 
-// parseURLEncoded parses an application/x-www-form-urlencoded body. A body that is a JSON object or array is refused:
-// declared a form, it is one odd field to the policy, while backends that
-// ignore the content type (many Go and Java handlers) execute it as JSON.
+// parseURLEncoded parses an application/x-www-form-urlencoded body. A body
+// holding JSON is refused: declared a form, it is odd fields to the policy,
+// while backends that ignore the content type (many Go and Java handlers)
+// execute the JSON.
 func parseURLEncoded(b []byte) (url.Values, error) {
-	if t := bytes.TrimSpace(b); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		if _, err := ParseJSON(t); err == nil {
-			return nil, invalidBody("the body is declared a form (application/x-www-form-urlencoded) but holds JSON, which backends read differently; send it with Content-Type: application/json")
-		}
+	// A raw "{" (browsers escape it) or a leading "[" is JSON, or part of
+	// it, that backends ignoring the type would find: refused.
+	if t := bytes.TrimSpace(b); bytes.IndexByte(t, '{') >= 0 || (len(t) > 0 && t[0] == '[') {
+		return nil, invalidBody("the body is declared a form (application/x-www-form-urlencoded) but holds JSON, which backends read differently; send JSON with Content-Type: application/json, or escape { and [ in form values")
 	}
 	q, err := url.ParseQuery(string(b))
 	if err != nil {
@@ -32,6 +34,17 @@ func parseMultipart(b []byte, boundary string) (q url.Values, readable bool, err
 	if boundary == "" {
 		return nil, false, invalidBody("the multipart body has no boundary parameter")
 	}
+	// Text before the first boundary (a preamble, which parsers skip) or
+	// after the last could hold JSON that a backend ignoring the type
+	// finds: refused.
+	delim := []byte("--" + boundary)
+	first := bytes.Index(b, delim)
+	if first < 0 || len(bytes.TrimSpace(b[:first])) > 0 {
+		return nil, false, invalidBody("the multipart body has text before its first boundary")
+	}
+	if end := bytes.LastIndex(b, append(delim, '-', '-')); end < 0 || len(bytes.TrimSpace(b[end+len(delim)+2:])) > 0 {
+		return nil, false, invalidBody("the multipart body has no closing boundary, or text after it")
+	}
 	mr := multipart.NewReader(bytes.NewReader(b), boundary)
 	q = url.Values{}
 	readable = true
@@ -45,6 +58,9 @@ func parseMultipart(b []byte, boundary string) (q url.Values, readable bool, err
 		}
 		if err != nil {
 			return nil, false, invalidBody("the multipart body does not parse: %v", err)
+		}
+		if _, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition")); err != nil || params["name"] == "" {
+			return nil, false, invalidBody("a part of the multipart body has no Content-Disposition with a name that parses")
 		}
 		v, err := io.ReadAll(p)
 		if err != nil {

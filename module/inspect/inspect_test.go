@@ -57,7 +57,12 @@ func TestReadMethod(t *testing.T) {
 		{name: "lower-case method", method: "delete", code: CodeInvalidMethod},
 		{name: "mixed-case method", method: "Post", code: CodeInvalidMethod},
 		{name: "judged: header", method: "POST", header: http.Header{"X-Http-Method-Override": {"patch"}}, judge: true, want: "PATCH", from: "X-Http-Method-Override"},
-		{name: "judged: query", method: "POST", query: "_method=DELETE", judge: true, want: "DELETE", from: "_method"},
+		{name: "judged: query", method: "POST", query: "_method=DELETE", judge: true, want: "DELETE", from: "_method (query)"},
+		{name: "judged: PHP spelling in the query", method: "POST", query: ".method=DELETE", judge: true, want: "DELETE"},
+		{name: "judged: on a DELETE", method: "DELETE", header: http.Header{"X-Http-Method-Override": {"PATCH"}}, judge: true, code: CodeMethodOverride},
+		{name: "judged: on a GET", method: "GET", query: "_method=DELETE", judge: true, code: CodeMethodOverride},
+		{name: "judged: unknown method", method: "POST", header: http.Header{"X-Http-Method-Override": {"FOO"}}, judge: true, code: CodeMethodOverride},
+		{name: "PHP spelling in the query", method: "POST", query: "%5Bmethod=DELETE", code: CodeMethodOverride},
 		{name: "judged: two that agree", method: "POST", query: "_method=DELETE", header: http.Header{"X-Http-Method": {"DELETE"}}, judge: true, want: "DELETE"},
 		{name: "judged: two that disagree", method: "POST", query: "_method=PUT", header: http.Header{"X-Http-Method": {"DELETE"}}, judge: true, code: CodeMethodOverride},
 		{name: "judged: not a method", method: "POST", header: http.Header{"X-Http-Method-Override": {"DE LETE"}}, judge: true, code: CodeMethodOverride},
@@ -79,37 +84,78 @@ func TestReadMethod(t *testing.T) {
 	}
 }
 
-func TestFormOverride(t *testing.T) {
-	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
-	b, err := ReadBody([]byte("name=x&_method=DELETE"), h, Options{MaxBody: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestBodyOverride: a _method field in a form, in a JSON object or in a
+// body with no type (which Rack reads as a form) is an override, under any
+// spelling a backend reads as _method; judged, it must agree with the
+// header's and come on a POST.
+func TestBodyOverride(t *testing.T) {
 	post := Method{Effective: "POST", Wire: "POST"}
-	if _, err := b.FormOverride(post, Options{}); code(err) != CodeMethodOverride {
-		t.Fatalf("a _method form field passed: %v", err)
-	}
-	m, err := b.FormOverride(post, Options{JudgeMethodOverride: true})
-	if err != nil || m.Effective != "DELETE" || m.Wire != "POST" {
-		t.Fatalf("judged: %+v %v", m, err)
-	}
-	if _, err := b.FormOverride(Method{Effective: "PUT", Wire: "POST", From: "X-Http-Method"}, Options{JudgeMethodOverride: true}); code(err) != CodeMethodOverride {
-		t.Fatalf("a form and a header that disagree passed: %v", err)
-	}
-	// A multipart form whose file part is binary is unreadable to
-	// policies, but its _method is still found.
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
 	fw, _ := mw.CreateFormFile("package", "app.bin")
 	fw.Write([]byte{0xff, 0x00, 0xfe})
 	mw.WriteField("_method", "DELETE")
 	mw.Close()
-	b, err = ReadBody(buf.Bytes(), http.Header{"Content-Type": {mw.FormDataContentType()}}, Options{MaxBody: 1 << 20})
-	if err != nil || b.Value != nil {
-		t.Fatalf("binary multipart: %v %v", b.Value, err)
+	tests := []struct {
+		name, ct, body string
+		judged         string // the effective method when judged; "" when the body asks for none
+		code           string // the judged refusal
+	}{
+		{name: "form", ct: "application/x-www-form-urlencoded", body: "name=x&_method=DELETE", judged: "DELETE"},
+		{name: "form, PHP spelling .method", ct: "application/x-www-form-urlencoded", body: ".method=DELETE", judged: "DELETE"},
+		{name: "form, PHP spelling [method", ct: "application/x-www-form-urlencoded", body: "%5Bmethod=DELETE", judged: "DELETE"},
+		{name: "form, _METHOD", ct: "application/x-www-form-urlencoded", body: "_METHOD=delete", judged: "DELETE"},
+		{name: "binary multipart form", ct: mw.FormDataContentType(), body: mp.String(), judged: "DELETE"},
+		{name: "JSON member", ct: "application/json", body: `{"name":"x","_method":"DELETE"}`, judged: "DELETE"},
+		{name: "JSON member that is not a string", ct: "application/json", body: `{"_method":["DELETE"]}`, code: CodeMethodOverride},
+		{name: "nested JSON member", ct: "application/json", body: `{"a":{"_method":"DELETE"}}`},
+		{name: "no type, form-like", ct: "", body: "_method=DELETE", judged: "DELETE"},
+		{name: "no type, JSON", ct: "", body: `{"_method":"DELETE"}`, judged: "DELETE"},
+		{name: "text is not read for it", ct: "text/plain", body: "_method=DELETE"},
+		{name: "unknown method", ct: "application/x-www-form-urlencoded", body: "_method=FOO", code: CodeMethodOverride},
+		{name: "a letter Unicode upper-cases to S", ct: "application/x-www-form-urlencoded", body: "_method=po%C5%BFt", code: CodeMethodOverride},
+		{name: "two that disagree", ct: "application/x-www-form-urlencoded", body: "_method=DELETE&_method=PUT", code: CodeMethodOverride},
 	}
-	if _, err := b.FormOverride(post, Options{}); code(err) != CodeMethodOverride {
-		t.Fatalf("_method in a binary multipart form passed: %v", err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			if tc.ct != "" {
+				h.Set("Content-Type", tc.ct)
+			}
+			b, err := ReadBody([]byte(tc.body), h, Options{MaxBody: 1 << 20})
+			if err != nil {
+				if code(err) == tc.code {
+					return
+				}
+				t.Fatal(err)
+			}
+			m, err := b.Override(post, Options{})
+			if tc.judged == "" && tc.code == "" {
+				if err != nil || m != post {
+					t.Fatalf("no override asked, got %+v %v", m, err)
+				}
+				return
+			}
+			if code(err) != CodeMethodOverride {
+				t.Fatalf("refused by default: %v", err)
+			}
+			m, err = b.Override(post, Options{JudgeMethodOverride: true})
+			if code(err) != tc.code || (tc.code == "" && (m.Effective != tc.judged || m.Wire != "POST")) {
+				t.Fatalf("judged: %+v %v, want %s %s", m, err, tc.judged, tc.code)
+			}
+			if tc.code == "" {
+				if _, err := b.Override(Method{Effective: "PUT", Wire: "POST", From: "X-Http-Method"}, Options{JudgeMethodOverride: true}); code(err) != CodeMethodOverride {
+					t.Fatalf("a body and a header that disagree passed: %v", err)
+				}
+				if _, err := b.Override(Method{Effective: "DELETE", Wire: "DELETE"}, Options{JudgeMethodOverride: true}); code(err) != CodeMethodOverride {
+					t.Fatalf("an override on a DELETE passed: %v", err)
+				}
+			}
+		})
+	}
+	if MayOverride(http.Header{"Content-Type": {"application/octet-stream"}}) || !MayOverride(http.Header{}) ||
+		!MayOverride(http.Header{"Content-Type": {"application/x-www-form-urlencoded, x"}}) || !MayOverride(http.Header{"Content-Type": {"application/vnd.api+json"}}) {
+		t.Fatal("MayOverride")
 	}
 }
 
@@ -134,7 +180,8 @@ func TestReadTarget(t *testing.T) {
 		{raw: "/apps/..", code: CodeAmbiguousPath, judged: "/"},
 		{raw: "/apps%5C..%5Croles%5C2", code: CodeAmbiguousPath, judged: "/apps%5C..%5Croles%5C2"},
 		{raw: "/apps/2%5Cx", code: CodeAmbiguousPath, judged: "/apps/2%5Cx"},
-		{raw: "/apps/2;jsessionid=x", code: CodeAmbiguousPath, judged: "/apps/2;jsessionid=x"},
+		{raw: "/apps/2;jsessionid=x", code: CodeAmbiguousPath, judged: "/apps/2"},
+		{raw: "/apps/x/..;/roles/2", code: CodeAmbiguousPath, judged: "/apps/roles/2"},
 		{raw: "/apps/2%00.json", code: CodeAmbiguousPath, judged: "/apps/2%00.json"},
 		{raw: "/apps/2", query: "a=%zz", code: CodeInvalidQuery},
 		{raw: "/apps/2", query: "a=1;b=2", code: CodeInvalidQuery},
@@ -260,6 +307,18 @@ func TestReadBody(t *testing.T) {
 		{name: "empty JSON body", body: nil, ct: "application/json", want: "null"},
 		{name: "form", body: []byte("wiped=true&x=1&x=2"), ct: "application/x-www-form-urlencoded", want: `{"wiped":["true"],"x":["1","2"]}`},
 		{name: "form holding JSON", body: wiped, ct: "application/x-www-form-urlencoded", code: CodeInvalidBody},
+		{name: "form holding JSON in a value", body: []byte(`x={"wiped":true}`), ct: "application/x-www-form-urlencoded", code: CodeInvalidBody},
+		{name: "form after JSON", body: []byte(`{"wiped":true}&x=1`), ct: "application/x-www-form-urlencoded", code: CodeInvalidBody},
+		{name: "form holding escaped JSON", body: []byte(`x=%7B%22a%22%3A1%7D`), ct: "application/x-www-form-urlencoded", want: `{"x":["{\"a\":1}"]}`},
+		{name: "multipart with a preamble", body: append([]byte(`{"wiped":true}`+"\r\n"), mp.Bytes()...), ct: mw.FormDataContentType(), code: CodeInvalidBody},
+		{name: "multipart with an epilogue", body: append(bytes.Clone(mp.Bytes()), []byte(`{"wiped":true}`)...), ct: mw.FormDataContentType(), code: CodeInvalidBody},
+		{name: "multipart part named twice", body: []byte("--b\r\nContent-Disposition: form-data; name=\"x\"; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n"), ct: "multipart/form-data; boundary=b", code: CodeInvalidBody},
+		{name: "gzip with a file name", body: gzipNamed(t, wiped), ct: "application/json", ce: "gzip", code: CodeInvalidBody},
+		{name: "two gzip members", body: append(compress(t, "gzip", []byte(`{"wiped":`)), compress(t, "gzip", []byte(`true}`))...), ct: "application/json", ce: "gzip", want: `{"wiped":true}`},
+		{name: "a number float64 rounds", body: []byte(`{"limit":99.99999999999999999}`), ct: "application/json", code: CodeInvalidBody},
+		{name: "an integer past 2^53", body: []byte(`{"id":9007199254740993}`), ct: "application/json", code: CodeInvalidBody},
+		{name: "a number past float64", body: []byte(`{"n":1e400}`), ct: "application/json", code: CodeInvalidBody},
+		{name: "numbers float64 holds", body: []byte(`{"a":0.1,"b":1e2,"c":9007199254740992,"d":-12.5e-3,"e":123456789012345}`), ct: "application/json", want: `{"a":0.1,"b":100,"c":9007199254740992,"d":-0.0125,"e":123456789012345}`},
 		{name: "broken form", body: []byte("a=%zz"), ct: "application/x-www-form-urlencoded", code: CodeInvalidBody},
 		{name: "form in latin-1", body: []byte("a=b"), ct: "application/x-www-form-urlencoded; charset=iso-8859-1", code: CodeUnsupportedEncoding},
 		{name: "multipart", body: mp.Bytes(), ct: mw.FormDataContentType(), want: `{"wiped":["true"]}`},
@@ -318,6 +377,15 @@ func TestReadBody(t *testing.T) {
 // max_body is refused with 413, having allocated less than max_body: the
 // decoded bytes are counted before any buffer is made for them. So are a
 // gzip inside a gzip, and brotli and zstd bombs.
+func gzipNamed(t *testing.T, b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Name = `{"wiped":true}`
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
 func TestDecompressionBombIsBounded(t *testing.T) {
 	const maxBody = 256 << 10
 	zeros := make([]byte, 1_000_000)

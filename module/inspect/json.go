@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -56,7 +58,12 @@ func readValue(d *jsontext.Decoder, depth int) (any, error) {
 	case '"':
 		return tok.String(), nil
 	case '0':
-		return json.Number(tok.String()), nil
+		n := tok.String()
+		if !floatFaithful(n) {
+			f, _ := strconv.ParseFloat(n, 64)
+			return nil, fmt.Errorf("the number %s is not one backends read alike (a float64 makes it %v); send it as a string", n, f)
+		}
+		return json.Number(n), nil
 	case '{', '[':
 		if depth >= MaxJSONDepth {
 			return nil, errTooDeep
@@ -120,4 +127,34 @@ func foldName(s string) string {
 		}
 	}
 	return strings.ToLower(s)
+}
+
+// floatFaithful reports whether the JSON number n is read alike by every
+// backend: JavaScript and many parsers read numbers as float64, Go's into
+// int64 or exactly, so a number a float64 cannot hold exactly in its
+// shortest form (9007199254740993, 99.99999999999999999, 1e400) means
+// different things to them, and to the policy, which reads it exactly.
+func floatFaithful(n string) bool {
+	digits := 0
+	for i := 0; i < len(n); i++ {
+		switch c := n[i]; {
+		case '0' <= c && c <= '9':
+			digits++
+		case c == 'e' || c == 'E':
+			digits = 100 // an exponent: take the slow path
+		}
+	}
+	if digits <= 15 {
+		return true // 15 significant digits always survive a float64
+	}
+	f, err := strconv.ParseFloat(n, 64)
+	if err != nil {
+		return false
+	}
+	exact, ok := new(big.Rat).SetString(n)
+	if !ok {
+		return false
+	}
+	short, _ := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	return short != nil && exact.Cmp(short) == 0
 }

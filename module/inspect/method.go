@@ -31,9 +31,10 @@ type Method struct {
 // ReadMethod finds the method a call asks for. A method spelt with
 // lower-case letters is refused (some frameworks upper-case it, so "delete"
 // would be executed as DELETE); so is a method override, unless
-// o.JudgeMethodOverride, and then an override must name one method, once.
-// It looks at the headers and the query only: a form body's _method field
-// is FormOverride's.
+// o.JudgeMethodOverride, and then an override must come on a POST (the only
+// method Rack, Symfony, Spring and method-override honour it on), name a
+// known method, and name one method only. It looks at the headers and the
+// query: a body's _method field is Body.Override's.
 func ReadMethod(r *http.Request, o Options) (Method, error) {
 	m := Method{Effective: r.Method, Wire: r.Method}
 	if hasLower(r.Method) {
@@ -57,9 +58,9 @@ func ReadMethod(r *http.Request, o Options) (Method, error) {
 			return m, refuse(http.StatusBadRequest, CodeInvalidQuery, "the query does not parse (%v) and may name a method override", err)
 		}
 		for k, vs := range q {
-			if strings.EqualFold(k, OverrideField) {
+			if isOverrideField(k) {
 				found = append(found, vs...)
-				from = OverrideField
+				from = OverrideField + " (query)"
 			}
 		}
 	}
@@ -69,23 +70,23 @@ func ReadMethod(r *http.Request, o Options) (Method, error) {
 	return m.override(found, from, o)
 }
 
-// FormOverride applies a form body's _method field to m, as ReadMethod
-// does for headers and the query.
-func (b *Body) FormOverride(m Method, o Options) (Method, error) {
-	var found []string
-	for k, vs := range b.form {
-		if strings.EqualFold(k, OverrideField) {
-			found = append(found, vs...)
-		}
-	}
-	if len(found) == 0 {
+// Override applies the body's _method field (a form's, a JSON object's, or
+// that of a body with no type, which Rack reads as a form) to m, as
+// ReadMethod does for headers and the query; all must agree.
+func (b *Body) Override(m Method, o Options) (Method, error) {
+	if len(b.overrides) == 0 {
 		return m, nil
 	}
+	found := b.overrides
 	if m.From != "" {
-		found = append(found, m.Effective)
+		found = append(slices.Clone(found), m.Effective)
 	}
-	return Method{Effective: m.Wire, Wire: m.Wire}.override(found, OverrideField+" (form)", o)
+	return Method{Effective: m.Wire, Wire: m.Wire}.override(found, OverrideField+" (body)", o)
 }
+
+// overridable are the methods an override may name when overrides are
+// judged.
+var overridable = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // override applies the override values found to m.
 func (m Method) override(found []string, from string, o Options) (Method, error) {
@@ -93,17 +94,55 @@ func (m Method) override(found []string, from string, o Options) (Method, error)
 		return m, refuse(http.StatusBadRequest, CodeMethodOverride,
 			"the call asks for another method with %s; the gateway judges the method a call is sent with: send %s as itself", from, found[0])
 	}
-	want := strings.ToUpper(strings.TrimSpace(found[0]))
+	if m.Wire != http.MethodPost {
+		return m, refuse(http.StatusBadRequest, CodeMethodOverride,
+			"a method override is judged on a POST only (backends differ on other methods), and this is a %s", m.Wire)
+	}
+	want := asciiUpper(strings.TrimSpace(found[0]))
+	if !slices.Contains(overridable, want) {
+		return m, refuse(http.StatusBadRequest, CodeMethodOverride, "the method override %q is not one of %s", found[0], strings.Join(overridable, ", "))
+	}
 	for _, v := range found[1:] {
-		if !strings.EqualFold(strings.TrimSpace(v), want) {
+		if asciiUpper(strings.TrimSpace(v)) != want {
 			return m, refuse(http.StatusBadRequest, CodeMethodOverride, "the call asks for more than one method (%s and %s)", want, v)
 		}
 	}
-	if want == "" || strings.ContainsAny(want, " ,\t") || !isToken(want) {
-		return m, refuse(http.StatusBadRequest, CodeMethodOverride, "the method override %q is not a method", found[0])
-	}
 	m.Effective, m.From = want, from
 	return m, nil
+}
+
+// asciiUpper upper-cases ASCII letters only: Unicode case mapping would
+// turn "poſt" into POST.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// isOverrideField reports whether a query or form field name is _method as
+// some backend reads it: in any case, and with ".", " " and "[" read as
+// "_", as PHP does (".method" is $_POST["_method"]).
+func isOverrideField(k string) bool {
+	if len(k) != len(OverrideField) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '.' || c == ' ' || c == '[':
+			c = '_'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != OverrideField[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isOverrideHeader reports whether a header name is an override header,
@@ -155,13 +194,3 @@ func hasLower(s string) bool {
 	return false
 }
 
-// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return s != ""
-}

@@ -92,14 +92,20 @@ func mayHoldDots(raw string) bool {
 // NormalizePath is the syntax-based normalization of an escaped path (RFC
 // 3986 section 6.2.2: escapes of unreserved characters decoded, the other
 // escapes in upper case, dot segments removed), with duplicate slashes
-// merged as many servers do. A trailing slash is kept.
+// merged and path parameters dropped as many servers do. A trailing slash
+// is kept.
 func NormalizePath(raw string) string {
-	if strings.HasPrefix(raw, "/") && !mayHoldDots(raw) && !strings.Contains(raw, "//") {
+	if strings.HasPrefix(raw, "/") && !mayHoldDots(raw) && !strings.Contains(raw, "//") && strings.IndexByte(raw, ';') < 0 {
 		return raw // already normal: the common case
 	}
 	segs := strings.Split(raw, "/")
 	out := make([]string, 0, len(segs))
 	for i, seg := range segs {
+		// A path parameter (";jsessionid=…") is dropped, as Tomcat and
+		// Spring do: "/roles/2;x" is role 2 and "..;" is "..".
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			seg = seg[:j]
+		}
 		seg = decodeUnreserved(seg)
 		last := i == len(segs)-1
 		switch seg {

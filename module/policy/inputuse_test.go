@@ -42,7 +42,7 @@ func TestInputUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (InputUse{Body: true, Claims: true}); p.Use != want {
+	if want := (InputUse{Body: true, Query: true, Claims: true}); p.Use != want {
 		t.Fatalf("shipped policies: use %+v, want %+v", p.Use, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -27,7 +28,7 @@ func (s *Store) OpenSession(ctx context.Context, id string, ttl time.Duration) (
 	if err != nil {
 		return unavailable(err)
 	}
-	if _, err := s.cli.Put(ctx, s.sessionKey(id), "", clientv3.WithLease(lease.ID)); err != nil {
+	if _, err := s.cli.Put(ctx, s.sessionKey(id), strconv.FormatInt(int64(lease.ID), 16), clientv3.WithLease(lease.ID)); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -46,13 +47,20 @@ func (s *Store) SessionOpen(ctx context.Context, id string) (_ bool, err error) 
 	return resp.Count == 1, nil
 }
 
-// CloseSession signs session id out on every gateway.
+// CloseSession signs session id out on every gateway: its key goes, and
+// the lease it was kept under with it.
 func (s *Store) CloseSession(ctx context.Context, id string) (err error) {
 	defer s.timed("session_close", time.Now(), &err)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if _, err := s.cli.Delete(ctx, s.sessionKey(id)); err != nil {
+	resp, err := s.cli.Delete(ctx, s.sessionKey(id), clientv3.WithPrevKV())
+	if err != nil {
 		return unavailable(err)
+	}
+	for _, kv := range resp.PrevKvs {
+		if lease, err := strconv.ParseInt(string(kv.Value), 16, 64); err == nil {
+			_, _ = s.cli.Revoke(ctx, clientv3.LeaseID(lease)) // best effort: it expires anyway
+		}
 	}
 	return nil
 }

@@ -31,8 +31,16 @@ func TestSessions(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 2 || string(resp.Kvs[0].Key) == "/test/approvals/sessions/sess-1" {
 		t.Fatalf("session keys: %v %v", resp, err)
 	}
+	kv, err := s.cli.Get(ctx, s.sessionKey("sess-1"))
+	if err != nil || len(kv.Kvs) != 1 {
+		t.Fatal(err)
+	}
+	lease := clientv3.LeaseID(kv.Kvs[0].Lease)
 	if err := other.CloseSession(ctx, "sess-1"); err != nil {
 		t.Fatal(err)
+	}
+	if ttl, err := s.cli.TimeToLive(ctx, lease); err != nil || ttl.TTL != -1 {
+		t.Fatalf("the closed session's lease lives on: %+v %v", ttl, err)
 	}
 	if open, _ := s.SessionOpen(ctx, "sess-1"); open {
 		t.Fatal("a closed session is still open")

@@ -22,6 +22,26 @@ under(kind) if kind in segments
 # position(kind) is the index of the first segment naming kind.
 position(kind) := min({i | some i, s in segments; s == kind})
 
+# values(name) are the values a backend may take for field name: a JSON
+# object body's member of that name in any case (Go's encoding/json
+# matches names so), each value of a form field, and each value of the
+# query parameter (Rails, Laravel, Spring and Flask merge the query into
+# the body's fields). A JSON array counts as each of its items.
+values(name) := {v |
+	is_object(input.request.body)
+	some k, x in input.request.body
+	lower(k) == lower(name)
+	some v in _items(x)
+} | {v |
+	some k, vs in input.request.query
+	lower(k) == lower(name)
+	some v in vs
+}
+
+_items(x) := x if is_array(x)
+
+_items(x) := [x] if not is_array(x)
+
 # unreadable_body holds when the call has a body the gateway does not parse
 # (a type other than JSON or a form, or a multipart part that is not
 # text): policies cannot see what it asks, so they must not let it pass on

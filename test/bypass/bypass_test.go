@@ -121,6 +121,10 @@ func TestBypassCorpus(t *testing.T) {
 		{name: "member names differing in case (Go's encoding/json)", gateway: "go", send: patchDevice("application/json", []byte(`{"wiped":false,"Wiped":true}`)), status: 400, code: "invalid_body", harm: goWiped, direct: true},
 		{name: "repeated member name (a first-wins parser)", gateway: "go", send: call{method: "PUT", target: "/devices/2", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"wiped":true,"wiped":false}`), as: "alice"}, status: 400, code: "invalid_body", harm: goWiped, direct: true},
 		{name: "JSON sent as text/plain to a backend that ignores the type", gateway: "go", send: patchDevice("text/plain", wipe), status: 202, harm: goWiped, direct: true},
+		{name: "a member name in upper case (Go's encoding/json)", gateway: "go", send: patchDevice("application/json", []byte(`{"WIPED":true}`)), status: 202, harm: goWiped, direct: true},
+		{name: "JSON inside a form value", gateway: "go", send: call{method: "PUT", target: "/devices/2", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: []byte(`x={"wiped":true}`), as: "alice"}, status: 400, code: "invalid_body", harm: goWiped, direct: true},
+		{name: "JSON before a form field", gateway: "go", send: patchDevice("application/x-www-form-urlencoded", []byte(`{"wiped":true}&x=1`)), status: 400, code: "invalid_body", harm: goWiped, direct: true},
+		{name: "JSON in a gzip member's file name", gateway: "go", send: call{method: "PUT", target: "/devices/2", header: map[string]string{"Content-Type": "application/json", "Content-Encoding": "gzip"}, body: gzipNamed(t, []byte(`{"wiped":false}`), `{"wiped":true}`), as: "alice"}, status: 400, code: "invalid_body", harm: goWiped, direct: true},
 
 		// 2. Method overrides: judged as the method sent, executed as the
 		// one asked for.
@@ -130,9 +134,13 @@ func TestBypassCorpus(t *testing.T) {
 		{name: "_method query field", send: call{method: "POST", target: "/devices/2?_method=PATCH", header: map[string]string{"Content-Type": "application/json"}, body: wipe, as: "alice"}, status: 400, code: "method_override", harm: wiped("2"), direct: true},
 		{name: "_method form field", send: call{method: "POST", target: "/devices/2", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: []byte("_method=PATCH&wiped=true"), as: "alice"}, status: 400, code: "method_override", harm: wiped("2"), direct: true},
 		{name: "override on a GET (never judged)", send: call{method: "GET", target: "/devices/2", header: map[string]string{"X-HTTP-Method-Override": "DELETE"}}, status: 400, code: "method_override", harm: deleted("devices", "2"), direct: true},
+		{name: "_method in the form body of a GET", send: call{method: "GET", target: "/roles/2", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: []byte("_method=DELETE")}, status: 400, code: "method_override", harm: deleted("roles", "2"), direct: true},
+		{name: "_method in a JSON body", send: call{method: "POST", target: "/devices/1", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"_method":"DELETE"}`), as: "alice"}, status: 400, code: "method_override", harm: deleted("devices", "1"), direct: true},
 		{name: "POST parked and approved, replayed as the DELETE it asked for", send: override("POST", "/roles/2", "X-HTTP-Method-Override", "DELETE", []byte(`{}`)), status: 400, code: "method_override", then: approveAndComplete("bob", "carol"), harm: deleted("roles", "2"), direct: true},
 		{name: "judged override: the PATCH parks", gateway: "judge", send: override("POST", "/devices/2", "X-HTTP-Method-Override", "PATCH", wipe), status: 202, harm: wiped("2")},
 		{name: "judged override: the DELETE is denied", gateway: "judge", send: override("POST", "/roles/2", "X-HTTP-Method-Override", "DELETE", []byte(`{}`)), status: 403, code: "denied", then: approveAndComplete("bob", "carol"), harm: deleted("roles", "2")},
+		{name: "judged override on a DELETE, which a POST-only backend executes as the DELETE", gateway: "judge-post-only", send: override("DELETE", "/devices/1", "X-HTTP-Method-Override", "PATCH", nil), status: 400, code: "method_override", harm: deleted("devices", "1"), direct: true},
+		{name: "judged override naming an unknown method", gateway: "judge", send: override("DELETE", "/devices/1", "X-HTTP-Method-Override", "FOO", nil), status: 400, code: "method_override", harm: deleted("devices", "1"), direct: true},
 		{name: "judged override: a _method form field is denied", gateway: "judge", send: call{method: "POST", target: "/roles/2", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: []byte("_method=DELETE"), as: "alice"}, status: 403, code: "denied", harm: deleted("roles", "2")},
 
 		// 3. Trust headers: a client's own claim of approval never
@@ -164,7 +172,7 @@ func TestBypassCorpus(t *testing.T) {
 			if a.direct {
 				c.reset(t)
 				c.send(t, c.backendURL(a.gateway), a.send)
-				if c.harm(t, a.harm) == "" {
+				if c.harm(t, a.gateway, a.harm) == "" {
 					t.Fatalf("sent straight to the backend, the call did no harm: the backend does not honour this trick")
 				}
 			}
@@ -177,7 +185,7 @@ func TestBypassCorpus(t *testing.T) {
 			if a.then != nil {
 				a.then(c, body)
 			}
-			if h := c.harm(t, a.harm); h != "" {
+			if h := c.harm(t, a.gateway, a.harm); h != "" {
 				t.Fatalf("the backend %s", h)
 			}
 		})
@@ -269,7 +277,9 @@ type corpus struct {
 	t       *testing.T
 	gateway string // the gateway's base URL
 	express string
-	goAPI   *httptest.Server
+	// expressPostOnly honours method overrides on POST alone.
+	expressPostOnly string
+	goAPI           *httptest.Server
 	goMu    sync.Mutex
 	goWipes int
 	store   string
@@ -278,7 +288,7 @@ type corpus struct {
 }
 
 func newCorpus(t *testing.T) *corpus {
-	c := &corpus{t: t, store: t.TempDir(), express: startExpress(t), loaded: "none"}
+	c := &corpus{t: t, store: t.TempDir(), express: startExpress(t, "any-method"), expressPostOnly: startExpress(t, "post-only"), loaded: "none"}
 	c.goAPI = httptest.NewServer(http.HandlerFunc(c.serveGo))
 	t.Cleanup(c.goAPI.Close)
 
@@ -303,9 +313,10 @@ func newCorpus(t *testing.T) *corpus {
 }
 
 // serveGo is a Go admin API as many are written: PATCH decodes the body
-// into a struct with encoding/json (member names match in any case), PUT
-// reads the one field it needs with gjson (the first of repeated names
-// wins); neither looks at the Content-Type.
+// into a struct with encoding/json's Decoder (member names match in any
+// case; what follows the value is not read), PUT reads the one field it
+// needs with gjson (the first of repeated names wins); neither looks at
+// the Content-Type or the Content-Encoding.
 func (c *corpus) serveGo(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	wipe := false
@@ -316,7 +327,7 @@ func (c *corpus) serveGo(w http.ResponseWriter, r *http.Request) {
 		c.goMu.Unlock()
 	case r.Method == "PATCH" && strings.HasPrefix(r.URL.Path, "/devices/"):
 		var in struct{ Wiped bool }
-		if err := json.Unmarshal(body, &in); err != nil {
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&in); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -334,8 +345,11 @@ func (c *corpus) serveGo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *corpus) backendURL(gateway string) string {
-	if gateway == "go" {
+	switch gateway {
+	case "go":
 		return c.goAPI.URL
+	case "judge-post-only":
+		return c.expressPostOnly
 	}
 	return c.express
 }
@@ -352,6 +366,8 @@ func (c *corpus) use(t *testing.T, name string) {
 	switch name {
 	case "judge":
 		extra = "method_override judge\n\t\tambiguous_paths judge"
+	case "judge-post-only":
+		extra, upstream = "method_override judge", "reverse_proxy "+strings.TrimPrefix(c.expressPostOnly, "http://")
 	case "go":
 		upstream = "reverse_proxy " + goAPI
 	case "handle":
@@ -407,7 +423,7 @@ http://%s {
 // that a row's resource is free.
 func (c *corpus) reset(t *testing.T) {
 	t.Helper()
-	for _, u := range []string{c.express + "/__reset", c.goAPI.URL + "/__reset"} {
+	for _, u := range []string{c.express + "/__reset", c.expressPostOnly + "/__reset", c.goAPI.URL + "/__reset"} {
 		resp, err := client.Post(u, "application/json", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -425,9 +441,13 @@ func (c *corpus) reset(t *testing.T) {
 }
 
 // harm reads the backends' state and applies harm.
-func (c *corpus) harm(t *testing.T, harm func(backendState) string) string {
+func (c *corpus) harm(t *testing.T, gateway string, harm func(backendState) string) string {
 	t.Helper()
-	resp, err := client.Get(c.express + "/__log")
+	base := c.express
+	if gateway == "judge-post-only" {
+		base = c.expressPostOnly
+	}
+	resp, err := client.Get(base + "/__log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +513,7 @@ func token(t *testing.T, sub string) string {
 // startExpress runs the Express backend (installing its npm packages
 // first if needed) and returns its base URL. Without Node.js the corpus
 // skips, except in CI, where it must run.
-func startExpress(t *testing.T) string {
+func startExpress(t *testing.T, overrides string) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -514,7 +534,7 @@ func startExpress(t *testing.T) string {
 			t.Fatalf("npm ci: %v", err)
 		}
 	}
-	cmd := exec.Command(node, "server.mjs", "0")
+	cmd := exec.Command(node, "server.mjs", "0", overrides)
 	cmd.Dir, cmd.Stderr = dir, os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -533,6 +553,21 @@ func startExpress(t *testing.T) string {
 		t.Fatalf("the backend said %q", line)
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// gzipNamed gzips b with name in the member's file name field, which is
+// stored as it is.
+func gzipNamed(t *testing.T, b []byte, name string) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Name = name
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // compress applies a content coding to b.

@@ -13,10 +13,13 @@ _park(policy, approvers) := {
 	"reason": sprintf("%s %s needs approval", [input.request.method, input.request.path]),
 }
 
-# The call asks to wipe a device: JSON true, or a form's "true".
-_wipes if input.request.body.wiped == true
-
-_wipes if input.request.body.wiped[_] in {"true", "1", "on"}
+# The call asks to wipe a device: any value of a "wiped" field a backend
+# may read (in any case, from a JSON body, a form or the query) but one
+# that plainly says no.
+_wipes if {
+	some v in lib.values("wiped")
+	not v in {false, "false", 0, "0", null, ""}
+}
 
 # Only rbac-admins may even ask to delete a role; every other role change
 # needs two approvers. Wiping or deleting a device needs a device approver;

@@ -6,7 +6,20 @@ package approval.policies.scripts
 
 import data.approval.lib
 
-_high_risk if startswith(input.request.body.target, "all")
+# The targets a backend may read: the body's "target" in any case, a
+# form's, the query's.
+_targets := lib.values("target")
+
+_high_risk if {
+	some t in _targets
+	startswith(lower(t), "all")
+}
+
+# A target that is not a string cannot be judged: treated as everything.
+_high_risk if {
+	some t in _targets
+	not is_string(t)
+}
 
 # A body the policies cannot read may target every device.
 _high_risk if lib.unreadable_body

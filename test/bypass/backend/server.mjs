@@ -38,7 +38,9 @@ app.use((req, res, next) => {
 });
 app.use(express.json({ type: ['application/json', '+json'], limit: '10mb' }));
 app.use(express.urlencoded({ extended: false }));
-const anyMethod = { methods: null };
+// "post-only" honours overrides on POST alone, as Rack, Symfony, Spring
+// and method-override's default do; otherwise on any method.
+const anyMethod = process.argv[3] === 'post-only' ? { methods: ['POST'] } : { methods: null };
 app.use(methodOverride('X-HTTP-Method-Override', anyMethod));
 app.use(methodOverride('X-HTTP-Method', anyMethod));
 app.use(methodOverride('X-Method-Override', anyMethod));
