@@ -193,4 +193,3 @@ func hasLower(s string) bool {
 	}
 	return false
 }
-

@@ -280,11 +280,11 @@ type corpus struct {
 	// expressPostOnly honours method overrides on POST alone.
 	expressPostOnly string
 	goAPI           *httptest.Server
-	goMu    sync.Mutex
-	goWipes int
-	store   string
-	polDir  string
-	loaded  string
+	goMu            sync.Mutex
+	goWipes         int
+	store           string
+	polDir          string
+	loaded          string
 }
 
 func newCorpus(t *testing.T) *corpus {
