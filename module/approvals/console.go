@@ -455,10 +455,16 @@ func (c *console) request(w http.ResponseWriter, r *http.Request, p *page, id st
 	if code := r.URL.Query().Get("error"); code != "" {
 		p.Message = c.explainCode(code, rec.Status)
 	}
+	// The buttons are the actions the record allows this person; the
+	// approve form is also shown to a requester who is an approver, who
+	// is then told why not.
 	me := c.s.principal(p.User)
-	p.CanApprove = rec.Status == record.NeedsApproval && rec.IsApprover(me)
-	p.CanComplete = rec.Status == record.Approved && me.Is(rec.Requester.Subject)
-	p.CanCancel = (rec.Status == record.NeedsApproval || rec.Status == record.Approved) && me.Is(rec.Requester.Subject)
+	err = rec.Can(record.ActionApprove, me)
+	var re *record.Error
+	p.CanApprove = err == nil || (errors.As(err, &re) && re.Code == record.CodeSelfApproval && rec.IsApprover(me) &&
+		record.Allowed(record.ActionApprove, rec.Status))
+	p.CanComplete = rec.Can(record.ActionClaim, me) == nil
+	p.CanCancel = rec.Can(record.ActionCancel, me) == nil
 	p.Actions = p.CanApprove || p.CanComplete || p.CanCancel
 	c.render(w, r, status, "request", p)
 }

@@ -2,7 +2,6 @@ package record
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -62,20 +61,56 @@ type ApproveInput struct {
 	RequireNotes bool
 }
 
+// IsParty reports whether p may see r: its requester, an eligible approver,
+// or an admin.
+func (r *Record) IsParty(p Principal, admin bool) bool {
+	return admin || p.Is(r.Requester.Subject) || r.IsApprover(p)
+}
+
+// Can reports whether p may take action on r now: nil, or the refusal the
+// action would get. It is the one statement of who may do what (the API
+// acts through it, the console shows its buttons by it). It does not look
+// at an action's input (notes, the payload hash).
+func (r *Record) Can(action Action, p Principal) error {
+	switch action {
+	case ActionApprove, ActionReject:
+		if p.Is(r.Requester.Subject) {
+			if action == ActionReject {
+				return refuse(CodeSelfApproval, "you cannot decide on your own request; cancel it instead")
+			}
+			return refuse(CodeSelfApproval, "you cannot approve your own request")
+		}
+		if !r.IsApprover(p) {
+			return refuse(CodeNotAnApprover, "%sing needs membership of %s", strings.TrimSuffix(string(action), "e"), r.requiredGroups())
+		}
+	case ActionCancel, ActionClaim:
+		if !p.Is(r.Requester.Subject) {
+			verb := map[Action]string{ActionCancel: "cancel", ActionClaim: "complete"}[action]
+			return refuse(CodeNotTheRequester, "only the requester can %s a request", verb)
+		}
+	default:
+		return fmt.Errorf("%s is not an action people take", action)
+	}
+	if !Allowed(action, r.Status) {
+		return invalid(action, r.Status)
+	}
+	if action == ActionApprove {
+		for _, a := range r.approvals() {
+			if p.Is(a.Subject) {
+				return refuse(CodeAlreadyApproved, "%s has already approved this request", p.Subject)
+			}
+		}
+	}
+	return nil
+}
+
 // Approve counts p's approval. The request becomes approved when every
 // requirement is met. An approval counts toward exactly one requirement: an
 // identity in two required groups fills one of them, chosen so that the
 // approvals given so far meet as many requirements as possible.
 func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
-	if p.Is(r.Requester.Subject) {
-		return refuse(CodeSelfApproval, "you cannot approve your own request")
-	}
-	eligible := r.EligibleGroups(p)
-	if len(eligible) == 0 {
-		return refuse(CodeNotAnApprover, "approving needs membership of %s", r.requiredGroups())
-	}
-	if !Allowed(ActionApprove, r.Status) {
-		return invalid(ActionApprove, r.Status)
+	if err := r.Can(ActionApprove, p); err != nil {
+		return err
 	}
 	if in.PayloadSHA256 != "" && !strings.EqualFold(in.PayloadSHA256, r.PayloadSHA256) {
 		return refuse(CodeStalePayload, "the request's payload is %s, not the %s you approved", r.PayloadSHA256, in.PayloadSHA256)
@@ -83,13 +118,8 @@ func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
 	if in.RequireNotes && strings.TrimSpace(in.Notes) == "" {
 		return refuse(CodeNotesRequired, "notes are required to approve")
 	}
-	all := r.approvals()
-	for _, a := range all {
-		if p.Is(a.Subject) {
-			return refuse(CodeAlreadyApproved, "%s has already approved this request", p.Subject)
-		}
-	}
-	all = append(all, Approval{Subject: p.Subject, Notes: in.Notes, PayloadSHA256: r.PayloadSHA256, At: now, Eligible: eligible})
+	eligible := r.EligibleGroups(p)
+	all := append(r.approvals(), Approval{Subject: p.Subject, Notes: in.Notes, PayloadSHA256: r.PayloadSHA256, At: now, Eligible: eligible})
 	if !r.assign(all) {
 		return refuse(CodeRequirementMet, "the approvals needed from %s are already given", strings.Join(eligible, ", "))
 	}
@@ -118,14 +148,8 @@ func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
 
 // Reject vetoes the request. Notes are required.
 func (r *Record) Reject(p Principal, notes string, now time.Time) error {
-	if p.Is(r.Requester.Subject) {
-		return refuse(CodeSelfApproval, "you cannot decide on your own request; cancel it instead")
-	}
-	if !r.IsApprover(p) {
-		return refuse(CodeNotAnApprover, "rejecting needs membership of %s", r.requiredGroups())
-	}
-	if !Allowed(ActionReject, r.Status) {
-		return invalid(ActionReject, r.Status)
+	if err := r.Can(ActionReject, p); err != nil {
+		return err
 	}
 	if strings.TrimSpace(notes) == "" {
 		return refuse(CodeNotesRequired, "notes are required to reject: tell the requester why")
@@ -135,11 +159,8 @@ func (r *Record) Reject(p Principal, notes string, now time.Time) error {
 
 // Cancel withdraws the request; only its requester may.
 func (r *Record) Cancel(p Principal, notes string, now time.Time) error {
-	if !p.Is(r.Requester.Subject) {
-		return refuse(CodeNotTheRequester, "only the requester can cancel a request")
-	}
-	if !Allowed(ActionCancel, r.Status) {
-		return invalid(ActionCancel, r.Status)
+	if err := r.Can(ActionCancel, p); err != nil {
+		return err
 	}
 	return r.move(ActionCancel, Canceled, p.Subject, "canceled", notes, now)
 }
@@ -147,11 +168,8 @@ func (r *Record) Cancel(p Principal, notes string, now time.Time) error {
 // Claim marks an approved request as being replayed by its requester; the
 // store fences it so only one claim wins.
 func (r *Record) Claim(p Principal, now time.Time) error {
-	if !p.Is(r.Requester.Subject) {
-		return refuse(CodeNotTheRequester, "only the requester can complete a request")
-	}
-	if !Allowed(ActionClaim, r.Status) {
-		return invalid(ActionClaim, r.Status)
+	if err := r.Can(ActionClaim, p); err != nil {
+		return err
 	}
 	if err := r.move(ActionClaim, Completing, p.Subject, "completing", "", now); err != nil {
 		return err
@@ -239,86 +257,4 @@ func (r *Record) ApplyDue(now time.Time, claimTimeout time.Duration) (bool, erro
 // Expire ends a request whose time ran out.
 func (r *Record) Expire(now time.Time) error {
 	return r.move(ActionExpire, Expired, SystemActor, "expired", "", now)
-}
-
-func (r *Record) requiredGroups() string {
-	var gs []string
-	for _, req := range r.Approvers {
-		gs = append(gs, req.Group)
-	}
-	return strings.Join(gs, " or ")
-}
-
-// assign distributes approvals (oldest first) over the requirements as a
-// maximum bipartite matching with capacities, and stores the result in
-// r.Approvers. It reports false, leaving r unchanged, when some approval
-// cannot be counted toward any requirement.
-func (r *Record) assign(all []Approval) bool {
-	match := make([]int, len(all))
-	load := make([]int, len(r.Approvers))
-	for j := range match {
-		match[j] = -1
-	}
-	var place func(j int, seen []bool) bool
-	place = func(j int, seen []bool) bool {
-		for i, req := range r.Approvers {
-			if seen[i] || !slices.Contains(all[j].Eligible, req.Group) {
-				continue
-			}
-			seen[i] = true
-			if load[i] < req.Required {
-				match[j] = i
-				load[i]++
-				return true
-			}
-			for k := range all {
-				if k != j && match[k] == i && place(k, seen) {
-					match[j] = i
-					return true
-				}
-			}
-		}
-		return false
-	}
-	for j := range all {
-		if !place(j, make([]bool, len(r.Approvers))) {
-			return false
-		}
-	}
-	for i := range r.Approvers {
-		r.Approvers[i].Approvals = nil
-	}
-	for j, a := range all {
-		i := match[j]
-		a.Group = r.Approvers[i].Group
-		r.Approvers[i].Approvals = append(r.Approvers[i].Approvals, a)
-	}
-	r.recount()
-	return true
-}
-
-// recount refreshes how many approvals each requirement still needs.
-func (r *Record) recount() {
-	for i := range r.Approvers {
-		r.Approvers[i].Remaining = max(0, r.Approvers[i].Required-len(r.Approvers[i].Approvals))
-		if r.Approvers[i].Approvals == nil {
-			r.Approvers[i].Approvals = []Approval{}
-		}
-	}
-}
-
-// NewRequirements builds a record's requirements from a decision's
-// approvers: entries for the same group are merged (their counts added).
-func NewRequirements(in []Requirement) []Requirement {
-	var out []Requirement
-	for _, q := range in {
-		if j := slices.IndexFunc(out, func(o Requirement) bool { return o.Group == q.Group }); j >= 0 {
-			out[j].Required += q.Required
-			continue
-		}
-		out = append(out, Requirement{Group: q.Group, Required: q.Required})
-	}
-	r := Record{Approvers: out}
-	r.recount()
-	return r.Approvers
 }

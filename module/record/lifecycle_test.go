@@ -263,3 +263,39 @@ func TestPayloadHashCoversEveryPart(t *testing.T) {
 		t.Error("hash is not deterministic")
 	}
 }
+
+// TestCanAgreesWithTheActions: for every status, action and kind of
+// person, Can says exactly what taking the action says.
+func TestCanAgreesWithTheActions(t *testing.T) {
+	do := map[Action]func(r *Record, p Principal) error{
+		ActionApprove: func(r *Record, p Principal) error { return r.Approve(p, ApproveInput{}, t0) },
+		ActionReject:  func(r *Record, p Principal) error { return r.Reject(p, "no", t0) },
+		ActionCancel:  func(r *Record, p Principal) error { return r.Cancel(p, "", t0) },
+		ActionClaim:   func(r *Record, p Principal) error { return r.Claim(p, t0) },
+	}
+	for _, st := range Statuses {
+		for action, act := range do {
+			for _, p := range []Principal{alice, bob, carol, erin, {Subject: "ALICE", Groups: []string{"approvers"}}} {
+				r := newRecord(Requirement{Group: "approvers", Required: 2})
+				r.Status = st
+				if st == NeedsApproval && p.Subject == "carol" {
+					_ = r.Approve(carol, ApproveInput{}, t0) // carol has approved already
+				}
+				want := code(act(clone(r), p))
+				if got := code(r.Can(action, p)); got != want {
+					t.Errorf("%s by %s on %s: Can says %q, the action %q", action, p.Subject, st, got, want)
+				}
+			}
+		}
+	}
+}
+
+func clone(r *Record) *Record {
+	c := *r
+	c.Approvers = append([]Requirement(nil), r.Approvers...)
+	for i := range c.Approvers {
+		c.Approvers[i].Approvals = append([]Approval(nil), r.Approvers[i].Approvals...)
+	}
+	c.History = append([]Event(nil), r.History...)
+	return &c
+}
