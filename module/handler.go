@@ -19,6 +19,7 @@ import (
 
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/identity"
+	gwmetrics "github.com/approval-gateway/gateway/module/metrics"
 	"github.com/approval-gateway/gateway/module/policy"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/caddyserver/caddy/v2"
@@ -302,12 +303,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	var metrics *approvals.Metrics
+	var metrics *gwmetrics.Metrics
 	st, err := h.provisionStore(repl, func(op string, d time.Duration, err error) { metrics.ObserveStore(op, d, err) })
 	if err != nil {
 		return err
 	}
-	metrics, err = approvals.NewMetrics(ctx.GetMetricsRegistry(), func() float64 {
+	metrics, err = gwmetrics.New(ctx.GetMetricsRegistry(), func() float64 {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		n, err := st.CountPending(cctx)

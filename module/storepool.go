@@ -50,7 +50,7 @@ func (h *Handler) provisionStore(repl *caddy.Replacer, observe func(string, time
 	var (
 		key       string
 		construct caddy.Constructor
-		opts      = store.Options{CaseSensitiveSubjects: h.CaseSensitiveSubjects}
+		opts      = store.Options{CaseSensitiveSubjects: h.CaseSensitiveSubjects, Logger: h.logger.Named("store")}
 	)
 	logger := h.logger.Named("etcd")
 	if e := cfg.Embedded; e != nil {

@@ -209,7 +209,7 @@ func (n *notifier) deliver(ctx context.Context, t Webhook, key string, c store.A
 		a := n.post(ctx, t, body)
 		d.Attempts = append(d.Attempts, a)
 		d.Delivered = a.Status >= 200 && a.Status < 300
-		n.s.o.Metrics.delivery(key, d.Delivered)
+		n.s.o.Metrics.Delivered(key, d.Delivered)
 		if err := n.s.o.Store.LogDelivery(ctx, key, c, d); err != nil {
 			n.s.log.Warn("logging a webhook delivery", zap.Error(err))
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/approval-gateway/gateway/module/policy"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"go.uber.org/zap"
 )
 
@@ -168,13 +167,8 @@ func (s *Service) proposedSet(ctx context.Context, name string, change policyCha
 		}
 		return mods, nil
 	}
-	m, err := ast.ParseModuleWithOpts("runtime/"+name+".rego", change.Rego, ast.ParserOptions{RegoVersion: ast.RegoV1})
-	if err != nil {
+	if err := policy.ParseRuntime(name, change.Rego); err != nil {
 		return nil, fail(http.StatusUnprocessableEntity, CodeInvalidPolicy, err.Error())
-	}
-	if want := "data.approval.policies." + name; m.Package.Path.String() != want {
-		return nil, fail(http.StatusUnprocessableEntity, CodeInvalidPolicy,
-			fmt.Sprintf("the package of runtime policy %s must be %s, not %s", name, strings.TrimPrefix(want, "data."), strings.TrimPrefix(m.Package.Path.String(), "data.")))
 	}
 	return append(mods, policy.Module{Name: name, Rego: change.Rego, Data: change.Data}), nil
 }

@@ -43,6 +43,25 @@ const (
 // framework's own), so no method a backend may act on passes unjudged.
 var safeMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodOptions: true, http.MethodTrace: true}
 
+// Metrics is told of the flow's decisions and of each request change
+// (package metrics counts them for Prometheus).
+type Metrics interface {
+	// Decision counts a policy decision on a judged call.
+	Decision(action, policy string)
+	// Recorded counts a change of rec whose new history events start at
+	// seen.
+	Recorded(rec *record.Record, seen int)
+	// Delivered counts a webhook delivery attempt.
+	Delivered(target string, ok bool)
+}
+
+// noMetrics counts nothing.
+type noMetrics struct{}
+
+func (noMetrics) Decision(string, string)          {}
+func (noMetrics) Recorded(*record.Record, int)     {}
+func (noMetrics) Delivered(target string, ok bool) {}
+
 // Next is the rest of the handler chain (the reverse proxy): where allowed
 // calls and replays go.
 type Next func(w http.ResponseWriter, r *http.Request) error
@@ -113,9 +132,8 @@ type Options struct {
 	// Console, when set, serves the web console under Prefix.
 	Console *ConsoleOptions
 
-	// Metrics, when set, are updated as calls are judged and requests
-	// change.
-	Metrics *Metrics
+	// Metrics, when set, are told of decisions and request changes.
+	Metrics Metrics
 	// Annotate, when set, is told of each decision and each request change
 	// made in a request (rec is nil for allow and deny): the Caddy handler
 	// sets placeholders for the access log and emits Caddy events.
@@ -221,6 +239,9 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
 	}
 	if o.Annotate == nil {
 		o.Annotate = func(*http.Request, string, string, *record.Record) {}
@@ -347,7 +368,7 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
 			zap.String("subject", who.Subject), zap.String("method", m.Effective), zap.String("path", tgt.Path))
 	}
-	s.o.Metrics.decision(d.Action, d.Policy)
+	s.o.Metrics.Decision(d.Action, d.Policy)
 	if d.Action != policy.RequireApproval {
 		s.o.Annotate(r, "approval_decided", d.Policy, &record.Record{Status: record.Status(d.Action)})
 	}
@@ -506,7 +527,7 @@ func (s *Service) park(r *http.Request, c parked) (*record.Record, error) {
 		s.log.Warn("park refused", zap.String("subject", c.who.Subject), zap.String("resource", c.d.Resource), zap.Error(err))
 		return nil, err
 	}
-	s.o.Metrics.recorded(rec, 0)
+	s.o.Metrics.Recorded(rec, 0)
 	s.o.Annotate(r, "approval_parked", rec.Policy, rec)
 	s.audit(rec, c.who.Subject, "parked", "", r)
 	return rec, nil
@@ -520,7 +541,7 @@ func (s *Service) storeMutate(ctx context.Context, id, clientIP string, fn func(
 		return fn(r)
 	})
 	if err == nil {
-		s.o.Metrics.recorded(rec, seen)
+		s.o.Metrics.Recorded(rec, seen)
 	}
 	return rec, err
 }
@@ -563,7 +584,7 @@ func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, c parked, n
 		writeError(w, err)
 		return nil
 	}
-	s.o.Metrics.recorded(rec, 0)
+	s.o.Metrics.Recorded(rec, 0)
 	s.o.Annotate(r, "approval_bypassed", rec.Policy, rec)
 	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", c.who.Subject),
 		zap.String("policy", c.d.Policy), zap.String("resource", c.d.Resource), zap.String("method", c.method.Effective),

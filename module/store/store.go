@@ -18,6 +18,7 @@ import (
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // DefaultPrefix is the key prefix when none is configured.
@@ -34,6 +35,9 @@ type Options struct {
 	// Observe, when set, is told of each operation: its name, duration and
 	// error (metrics).
 	Observe func(op string, d time.Duration, err error)
+	// Logger receives what the store does on its own (elections). Default:
+	// none.
+	Logger *zap.Logger
 	// CaseSensitiveSubjects indexes requesters by their subject exactly;
 	// by default by its case folding (record.SubjectKey), so the pending cap
 	// and a requester's list count "Alice" and "alice" as one.
@@ -50,7 +54,8 @@ type Store struct {
 	timeout time.Duration
 	observe func(op string, d time.Duration, err error)
 	pending pendingCounts
-	exact   bool            // subjects are case-sensitive
+	exact   bool // subjects are case-sensitive
+	log     *zap.Logger
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 }
 
@@ -71,7 +76,11 @@ func New(cli *clientv3.Client, opts Options) (*Store, error) {
 	if observe == nil {
 		observe = func(string, time.Duration, error) {}
 	}
-	return &Store{cli: cli, prefix: p, timeout: t, observe: observe, exact: opts.CaseSensitiveSubjects}, nil
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Store{cli: cli, prefix: p, timeout: t, observe: observe, exact: opts.CaseSensitiveSubjects, log: log}, nil
 }
 
 // ValidatePrefix checks a key prefix: it starts and ends with "/" and has no
@@ -87,12 +96,6 @@ func ValidatePrefix(p string) error {
 	}
 	return nil
 }
-
-// Client returns the etcd client.
-func (s *Store) Client() *clientv3.Client { return s.cli }
-
-// Prefix returns the key prefix.
-func (s *Store) Prefix() string { return s.prefix }
 
 // Errors of the store. Anything else from a Store is an *UnavailableError.
 var (

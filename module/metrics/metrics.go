@@ -1,4 +1,7 @@
-package approvals
+// Package metrics holds the gateway's Prometheus metrics. The request flow
+// and the webhook notifier report to it through small interfaces of their
+// own, so neither imports Prometheus.
+package metrics
 
 import (
 	"context"
@@ -22,9 +25,9 @@ type Metrics struct {
 	deliveries   *prometheus.CounterVec
 }
 
-// NewMetrics creates the metrics and registers them (and a pending gauge
+// New creates the metrics and registers them (and a pending gauge
 // read from the store at scrape time) with reg.
-func NewMetrics(reg prometheus.Registerer, pending func() float64) (*Metrics, error) {
+func New(reg prometheus.Registerer, pending func() float64) (*Metrics, error) {
 	const ns = "approval"
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "decisions_total",
@@ -69,15 +72,16 @@ func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
 	}
 }
 
-func (m *Metrics) decision(action, policy string) {
+// Decision counts a policy decision on a judged call.
+func (m *Metrics) Decision(action, policy string) {
 	if m != nil {
 		m.decisions.WithLabelValues(action, policy).Inc()
 	}
 }
 
-// recorded counts a change of rec whose newest history events start at
+// Recorded counts a change of rec whose newest history events start at
 // seen.
-func (m *Metrics) recorded(rec *record.Record, seen int) {
+func (m *Metrics) Recorded(rec *record.Record, seen int) {
 	if m == nil || rec == nil {
 		return
 	}
@@ -107,7 +111,8 @@ func statusTime(rec *record.Record, st record.Status) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func (m *Metrics) delivery(target string, ok bool) {
+// Delivered counts a webhook delivery attempt.
+func (m *Metrics) Delivered(target string, ok bool) {
 	if m == nil {
 		return
 	}
