@@ -404,8 +404,8 @@ func (h *Handler) Validate() error {
 	}
 	for _, n := range h.Notify {
 		for _, e := range n.Events {
-			if !slices.Contains(approvals.EventTypes, e) {
-				return fmt.Errorf("notify %s: unknown event type %q (known: %s)", n.URL, e, strings.Join(approvals.EventTypes, ", "))
+			if !slices.Contains(record.EventTypes, e) {
+				return fmt.Errorf("notify %s: unknown event type %q (known: %s)", n.URL, e, strings.Join(record.EventTypes, ", "))
 			}
 		}
 	}

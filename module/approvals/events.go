@@ -6,91 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
 )
 
-// Event types of the public contract.
-const (
-	EventParked        = "approval.request.parked"
-	EventApproved      = "approval.request.approved"
-	EventRejected      = "approval.request.rejected"
-	EventCanceled      = "approval.request.canceled"
-	EventCompleted     = "approval.request.completed"
-	EventFailed        = "approval.request.failed"
-	EventExpired       = "approval.request.expired"
-	EventBypassed      = "approval.request.bypassed"
-	EventPolicyChanged = "approval.policy.changed"
-	// EventExpiring reminds approvers (needs_approval) or the requester
-	// (approved) that the request expires soon.
-	EventExpiring = "approval.request.expiring"
-)
-
-// EventTypes lists every event type.
-var EventTypes = []string{EventParked, EventApproved, EventRejected, EventCanceled, EventCompleted, EventFailed, EventExpired, EventBypassed, EventExpiring, EventPolicyChanged}
-
-// forApprovers reports whether an event is for the request's approvers
-// (rather than its requester): a new request, or one about to expire
-// before it was decided.
-func forApprovers(typ string, status record.Status) bool {
-	return typ == EventParked || typ == EventBypassed || (typ == EventExpiring && status == record.NeedsApproval)
-}
-
-// eventType maps an audit event to the event it raises, or "" for steps
-// that raise none (an approval short of the quorum, a claim, a dry run).
-func eventType(e record.AuditEvent) string {
-	switch e.Action {
-	case "parked":
-		return EventParked
-	case "approved":
-		if e.To == record.Approved || e.To == record.Completing {
-			return EventApproved
-		}
-	case "rejected":
-		return EventRejected
-	case "canceled":
-		return EventCanceled
-	case "completed":
-		return EventCompleted
-	case "failed":
-		return EventFailed
-	case "expired":
-		return EventExpired
-	case "bypassed":
-		return EventBypassed
-	case "reminder":
-		return EventExpiring
-	case "policy_changed", "policy_removed":
-		return EventPolicyChanged
-	}
-	return ""
-}
-
-// Event is one notification: a lifecycle step of a request, with a stable
-// id (the etcd revision of its transaction, and its index there).
-type Event struct {
-	ID        string    `json:"id"`
-	Type      string    `json:"type"`
-	Time      time.Time `json:"time"`
-	RequestID string    `json:"request_id"`
-	Status    string    `json:"status,omitempty"`
-	Actor     string    `json:"actor"`
-	Requester string    `json:"requester,omitempty"`
-	Policy    string    `json:"policy,omitempty"`
-	Resource  string    `json:"resource,omitempty"`
-	Notes     string    `json:"notes,omitempty"`
-	Link      string    `json:"link"`
-	// Groups are the approver groups, for routing.
-	Groups []string `json:"approver_groups,omitempty"`
-}
-
-func (s *Service) newEvent(cur store.AuditCursor, e record.AuditEvent, base string) Event {
-	return Event{ID: cur.String(), Type: eventType(e), Time: e.At, RequestID: e.RequestID, Status: string(e.To),
-		Actor: e.Actor, Requester: e.Requester, Policy: e.Policy, Resource: e.Resource, Notes: e.Notes,
-		Link: base + s.o.Prefix + "/requests/" + e.RequestID, Groups: e.Groups}
+func (s *Service) newEvent(cur store.AuditCursor, e record.AuditEvent, base string) record.Notification {
+	return record.NewNotification(cur.String(), e, base+s.o.Prefix+"/requests/"+e.RequestID)
 }
 
 // mayseeEvent reports whether who may see an event: as for the request itself.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/approval-gateway/gateway/module/record"
 )
 
 type sseEvent struct {
@@ -77,7 +79,7 @@ func TestEventStreamResumes(t *testing.T) {
 
 	id := h.park(alice, "DELETE", "/apps/1", "")
 	ev := next(t, bobs)
-	if ev.Type != EventParked || ev.Data["request_id"] != id || !strings.HasSuffix(ev.Data["link"].(string), "/.approvals/requests/"+id) {
+	if ev.Type != record.EventParked || ev.Data["request_id"] != id || !strings.HasSuffix(ev.Data["link"].(string), "/.approvals/requests/"+id) {
 		t.Fatalf("first event %+v", ev)
 	}
 	last := ev.ID
@@ -90,10 +92,10 @@ func TestEventStreamResumes(t *testing.T) {
 	// Resuming after the last id seen delivers exactly what was missed.
 	bobs, disconnect = h.subscribe(bob, last)
 	defer disconnect()
-	if ev := next(t, bobs); ev.Type != EventApproved || ev.Data["actor"] != "carol" {
+	if ev := next(t, bobs); ev.Type != record.EventApproved || ev.Data["actor"] != "carol" {
 		t.Fatalf("after resume: %+v", ev)
 	}
-	if ev := next(t, bobs); ev.Type != EventCompleted || ev.Data["status"] != "completed" {
+	if ev := next(t, bobs); ev.Type != record.EventCompleted || ev.Data["status"] != "completed" {
 		t.Fatalf("after resume: %+v", ev)
 	}
 

@@ -47,7 +47,7 @@ func (t Webhook) wants(typ string, e record.AuditEvent, exact bool) bool {
 	if len(t.Groups) == 0 && len(t.Requesters) == 0 {
 		return true
 	}
-	if forApprovers(typ, e.To) {
+	if record.ForApprovers(typ, e.To) {
 		return slices.ContainsFunc(e.Groups, func(g string) bool { return slices.Contains(t.Groups, g) })
 	}
 	requester := record.Principal{Subject: e.Requester, CaseSensitive: exact}
@@ -168,7 +168,7 @@ func (n *notifier) deliverTo(ctx context.Context, t Webhook) error {
 			return err
 		}
 		err = n.s.o.Store.WatchAudit(ctx, cur, func(c store.AuditCursor, e record.AuditEvent) error {
-			typ := eventType(e)
+			typ := record.EventType(e)
 			if typ != "" && t.wants(typ, e, n.s.o.CaseSensitiveSubjects) {
 				n.deliver(ctx, t, key, c, e)
 			}
@@ -259,7 +259,7 @@ func (n *notifier) post(ctx context.Context, t Webhook, body []byte) Attempt {
 func (n *notifier) body(ctx context.Context, t Webhook, c store.AuditCursor, e record.AuditEvent) ([]byte, string, error) {
 	ev := n.s.newEvent(c, e, n.s.o.PublicURL)
 	var rec *record.Record
-	if e.RequestID != "" && ev.Type != EventPolicyChanged {
+	if e.RequestID != "" && ev.Type != record.EventPolicyChanged {
 		r, _, err := n.s.o.Store.Get(ctx, e.RequestID)
 		if err == nil {
 			rec = r
@@ -281,9 +281,9 @@ func (n *notifier) body(ctx context.Context, t Webhook, c store.AuditCursor, e r
 
 // slackText is a readable message with the justification and a link to the
 // request page; never an approve button that skips login.
-func slackText(ev Event, rec *record.Record) string {
+func slackText(ev record.Notification, rec *record.Record) string {
 	verb := strings.TrimPrefix(ev.Type, "approval.request.")
-	if ev.Type == EventPolicyChanged {
+	if ev.Type == record.EventPolicyChanged {
 		return fmt.Sprintf("Access policy changed: %s (%s)", ev.Resource, ev.Notes)
 	}
 	var b strings.Builder
@@ -291,7 +291,7 @@ func slackText(ev Event, rec *record.Record) string {
 	if rec != nil {
 		fmt.Fprintf(&b, "%s %s (policy %s)\nRequested by %s: %q", rec.Operation.Method, rec.Operation.Target(), rec.Policy, rec.Requester.Subject, rec.Justification)
 	}
-	if ev.Notes != "" && ev.Type != EventParked {
+	if ev.Notes != "" && ev.Type != record.EventParked {
 		fmt.Fprintf(&b, "\nNotes: %q", ev.Notes)
 	}
 	fmt.Fprintf(&b, "\n<%s|Open the request>", ev.Link)

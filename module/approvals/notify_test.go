@@ -96,7 +96,7 @@ func TestWebhooksOnceFromTwoGateways(t *testing.T) {
 			t.Fatalf("event data %v", data)
 		}
 	}
-	if strings.Join(types, " ") != EventParked+" "+EventApproved+" "+EventCompleted {
+	if strings.Join(types, " ") != record.EventParked+" "+record.EventApproved+" "+record.EventCompleted {
 		t.Fatalf("events %v", types)
 	}
 	first := rc.ok[0]["id"].(string)
@@ -145,7 +145,7 @@ func TestSignature(t *testing.T) {
 func TestSlackText(t *testing.T) {
 	rec := &record.Record{Operation: record.Operation{Method: "POST", Path: "/devices/2/wipe"}, Policy: "devices",
 		Requester: record.Principal{Subject: "alice"}, Justification: "INC-4711 stolen"}
-	ev := Event{Type: EventRejected, Actor: "bob", Notes: "wrong device", Link: "https://admin.example.com/.approvals/requests/x"}
+	ev := record.Notification{Type: record.EventRejected, Actor: "bob", Notes: "wrong device", Link: "https://admin.example.com/.approvals/requests/x"}
 	got := slackText(ev, rec)
 	for _, want := range []string{"Request rejected by bob", "POST /devices/2/wipe", `"INC-4711 stolen"`, `Notes: "wrong device"`, "<https://admin.example.com/.approvals/requests/x|Open the request>"} {
 		if !strings.Contains(got, want) {
@@ -205,9 +205,9 @@ func TestNotificationRouting(t *testing.T) {
 	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
 
 	want := map[*receiver]string{
-		approvers:  strings.Join([]string{EventParked, EventParked, EventExpiring, EventExpiring}, " "),
-		alices:     strings.Join([]string{EventApproved, EventCompleted}, " "),
-		everything: strings.Join([]string{EventParked, EventParked, EventExpiring, EventExpiring, EventApproved, EventCompleted}, " "),
+		approvers:  strings.Join([]string{record.EventParked, record.EventParked, record.EventExpiring, record.EventExpiring}, " "),
+		alices:     strings.Join([]string{record.EventApproved, record.EventCompleted}, " "),
+		everything: strings.Join([]string{record.EventParked, record.EventParked, record.EventExpiring, record.EventExpiring, record.EventApproved, record.EventCompleted}, " "),
 	}
 	for rc, w := range want {
 		waitFor(t, func() bool { return strings.Join(receivedTypes(rc), " ") == w })
