@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testport"
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/spf13/cobra"
@@ -35,7 +35,7 @@ func startGateway(t *testing.T) (base string, calls func() int) {
 		fmt.Fprintf(w, `{"done":"%s %s"}`, r.Method, r.URL.Path)
 	}))
 	t.Cleanup(backend.Close)
-	port := testport.Free(t)
+	port := testkit.Port(t)
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -62,7 +62,9 @@ http://127.0.0.1:%d {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	return fmt.Sprintf("http://127.0.0.1:%d", port), func() int { mu.Lock(); defer mu.Unlock(); return n }
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	testkit.WaitHealthy(t, base+"/.approvals/healthz")
+	return base, func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 
 // runCLI runs `gateway approvals <args>` in-process and returns what it

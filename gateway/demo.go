@@ -111,6 +111,9 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 		return exitFailure, fmt.Errorf("starting the gateway: %w", err)
 	}
 	defer func() { _ = caddy.Stop() }()
+	if err := waitReady("http://" + listen + "/.approvals/healthz"); err != nil {
+		return exitFailure, err
+	}
 
 	const iss = "approval-gateway-demo"
 	ids := demoIdentities()
@@ -189,4 +192,22 @@ Alice completes it: the gateway replays the stored call to the backend, once:
 
 Press Ctrl-C to stop.
 `, base, data, exports.String())
+}
+
+// waitReady waits until the gateway's runtime policies are loaded (it
+// answers judged calls with 503 until then), so the first command a
+// newcomer pastes works.
+func waitReady(url string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the gateway did not become ready at %s", url)
 }

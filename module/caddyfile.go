@@ -2,14 +2,10 @@ package approvalgateway
 
 import (
 	"slices"
-	"strconv"
-	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -84,6 +80,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			groups <group...>
 //			requesters <subject...>
 //		}
+//		notify_retry {
+//			base <duration>
+//			max <duration>
+//			attempts <n>
+//		}
 //		reminder_lead <duration>
 //		replay_credentials sealed {
 //			key <base64 of 32 bytes>     # repeatable, newest first
@@ -104,222 +105,64 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	return eachOption(d, 0, nil, func(opt string) error {
-		switch opt {
-		case "store":
-			return h.unmarshalStore(d)
-		case "identity":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			switch d.Val() {
-			case "jwt":
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-				j := &JWTConfig{}
-				h.Identity = &IdentityConfig{JWT: j}
-				return j.unmarshal(d)
-			case "placeholder":
-				p := &PlaceholderConfig{}
-				if err := oneArg(d, &p.Subject); err != nil {
-					return err
-				}
-				h.Identity = &IdentityConfig{Placeholder: p}
-				return eachOption(d, d.Nesting(), nil, func(opt string) error {
-					switch opt {
-					case "groups_placeholder":
-						return oneArg(d, &p.GroupsPlaceholder)
-					case "groups_header":
-						return oneArg(d, &p.GroupsHeader)
-					}
-					return d.Errf("unknown identity placeholder option %q", opt)
-				})
-			}
-			return d.Errf("unknown identity source %q (want jwt or placeholder)", d.Val())
-		case "policies":
-			return oneArg(d, &h.Policies)
-		case "query":
-			return oneArg(d, &h.Query)
-		case "methods":
-			return someArgs(d, &h.Methods)
-		case "max_body":
-			var s string
-			if err := oneArg(d, &s); err != nil {
-				return err
-			}
-			n, err := humanize.ParseBytes(s)
-			if err != nil || n == 0 {
-				return d.Errf("max_body: %q is not a size like 1MiB", s)
-			}
-			h.MaxBody = int64(n)
-			return nil
-		case "method_override":
-			return choiceArg(d, &h.MethodOverride, "reject", "judge")
-		case "ambiguous_paths":
-			return choiceArg(d, &h.AmbiguousPaths, "reject", "judge")
-		case "api_prefix":
-			return oneArg(d, &h.APIPrefix)
-		case "admin_groups":
-			return someArgs(d, &h.AdminGroups)
-		case "approval_expiry":
-			return durationArg(d, &h.ApprovalExpiry)
-		case "completion_expiry":
-			return durationArg(d, &h.CompletionExpiry)
-		case "max_justification":
-			var s string
-			if err := oneArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				return d.Errf("max_justification: %q is not a positive number", s)
-			}
-			h.MaxJustification = n
-			return nil
-		case "max_pending_per_identity":
-			var s string
-			if err := oneArg(d, &s); err != nil {
-				return err
-			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n == 0 || n < -1 {
-				return d.Errf("max_pending_per_identity: %q is not a positive number (or -1 for no cap)", s)
-			}
-			h.MaxPendingPerIdentity = n
-			return nil
-		case "complete":
-			if err := oneArg(d, &h.Complete); err != nil {
-				return err
-			}
-			if h.Complete != "auto" && h.Complete != "manual" {
-				return d.Errf("complete: %q is not auto or manual", h.Complete)
-			}
-			return nil
-		case "claim_timeout":
-			return durationArg(d, &h.ClaimTimeout)
-		case "retention":
-			return durationArg(d, &h.Retention)
-		case "audit_retention":
-			return durationArg(d, &h.AuditRetention)
-		case "sweep_interval":
-			return durationArg(d, &h.SweepInterval)
-		case "console":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			c := &ConsoleConfig{}
-			h.Console = c
-			return eachOption(d, d.Nesting(), nil, func(opt string) error {
-				switch opt {
-				case "issuer":
-					return oneArg(d, &c.Issuer)
-				case "client_id":
-					return oneArg(d, &c.ClientID)
-				case "client_secret":
-					return oneArg(d, &c.ClientSecret)
-				case "redirect_url":
-					return oneArg(d, &c.RedirectURL)
-				case "scopes":
-					return someArgs(d, &c.Scopes)
-				case "session_ttl":
-					return durationArg(d, &c.SessionTTL)
-				}
-				return d.Errf("unknown console option %q", opt)
-			})
-		case "replay_credentials":
-			if !d.NextArg() || d.Val() != "sealed" {
-				return d.Err("replay_credentials: the only mode is sealed")
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			c := &SealConfig{}
-			h.ReplayCredentials = c
-			err := eachOption(d, d.Nesting(), []string{"key", "header"}, func(opt string) error {
-				var v string
-				switch opt {
-				case "key":
-					err := oneArg(d, &v)
-					c.Keys = append(c.Keys, v)
-					return err
-				case "header":
-					err := oneArg(d, &v)
-					c.Headers = append(c.Headers, v)
-					return err
-				}
-				return d.Errf("unknown replay_credentials option %q", opt)
-			})
-			if err == nil && len(c.Keys) == 0 {
-				err = d.Err("replay_credentials sealed: at least one key is required")
-			}
-			return err
-		case "reminder_lead":
-			return durationArg(d, &h.ReminderLead)
-		case "public_url":
-			return oneArg(d, &h.PublicURL)
-		case "notify":
-			n := NotifyConfig{}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n.Format = d.Val()
-			if n.Format != "webhook" && n.Format != "slack" {
-				return d.Errf("unknown notify target %q (want webhook or slack)", n.Format)
-			}
-			if err := oneArg(d, &n.URL); err != nil {
-				return err
-			}
-			err := eachOption(d, d.Nesting(), nil, func(opt string) error {
-				switch opt {
-				case "secret":
-					return oneArg(d, &n.Secret)
-				case "events":
-					return someArgs(d, &n.Events)
-				case "groups":
-					return someArgs(d, &n.Groups)
-				case "requesters":
-					return someArgs(d, &n.Requesters)
-				}
-				return d.Errf("unknown notify option %q", opt)
-			})
-			h.Notify = append(h.Notify, n)
-			return err
-		case "policy_approvers":
-			return someArgs(d, &h.PolicyApprovers)
-		case "watch_policies":
-			var s string
-			if err := oneArg(d, &s); err != nil {
-				return err
-			}
-			b, err := strconv.ParseBool(s)
-			if err != nil {
-				return d.Errf("watch_policies: %q is not true or false", s)
-			}
-			h.WatchPolicies = &b
-			return nil
-		case "require_approval_notes":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.RequireApprovalNotes = true
-			return nil
-		case "case_sensitive_subjects":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.CaseSensitiveSubjects = true
-			return nil
+	options := h.options()
+	return eachOption(d, 0, []string{"notify"}, func(opt string) error {
+		if parse, ok := options[opt]; ok {
+			return parse(d)
 		}
 		return d.Errf("unknown option %q", opt)
 	})
+}
+
+// options maps each option to its parser: the simple ones read their
+// arguments into a field, the blocks have a method each.
+func (h *Handler) options() map[string]func(*caddyfile.Dispenser) error {
+	return map[string]func(*caddyfile.Dispenser) error{
+		"store":                    h.unmarshalStore,
+		"identity":                 h.unmarshalIdentity,
+		"notify":                   h.unmarshalNotify,
+		"notify_retry":             h.unmarshalNotifyRetry,
+		"console":                  h.unmarshalConsole,
+		"replay_credentials":       h.unmarshalSeal,
+		"policies":                 oneArg(&h.Policies),
+		"query":                    oneArg(&h.Query),
+		"methods":                  someArgs(&h.Methods),
+		"max_body":                 sizeArg(&h.MaxBody),
+		"method_override":          choiceArg(&h.MethodOverride, "reject", "judge"),
+		"ambiguous_paths":          choiceArg(&h.AmbiguousPaths, "reject", "judge"),
+		"api_prefix":               oneArg(&h.APIPrefix),
+		"admin_groups":             someArgs(&h.AdminGroups),
+		"policy_approvers":         someArgs(&h.PolicyApprovers),
+		"approval_expiry":          durationArg(&h.ApprovalExpiry),
+		"completion_expiry":        durationArg(&h.CompletionExpiry),
+		"claim_timeout":            durationArg(&h.ClaimTimeout),
+		"retention":                durationArg(&h.Retention),
+		"audit_retention":          durationArg(&h.AuditRetention),
+		"sweep_interval":           durationArg(&h.SweepInterval),
+		"reminder_lead":            durationArg(&h.ReminderLead),
+		"max_justification":        intArg(&h.MaxJustification),
+		"max_pending_per_identity": intArg(&h.MaxPendingPerIdentity),
+		"complete":                 choiceArg(&h.Complete, "auto", "manual"),
+		"public_url":               oneArg(&h.PublicURL),
+		"watch_policies":           boolArg(&h.WatchPolicies),
+		"require_approval_notes":   flag(&h.RequireApprovalNotes),
+		"case_sensitive_subjects":  flag(&h.CaseSensitiveSubjects),
+	}
+}
+
+// validated reports a block's validation error at the current token.
+func validated(d *caddyfile.Dispenser, err error) error {
+	if err != nil {
+		return d.Errf("%v", err)
+	}
+	return nil
 }
 
 func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
-	switch kind := d.Val(); kind {
+	switch d.Val() {
 	case "embedded":
 		e := &EmbeddedStore{}
 		if d.NextArg() {
@@ -329,94 +172,158 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 		h.Store = &StoreConfig{Embedded: e}
-		return eachOption(d, d.Nesting(), nil, func(opt string) error {
-			switch opt {
-			case "listen":
-				return oneArg(d, &e.Listen)
-			case "listen_peer":
-				return oneArg(d, &e.ListenPeer)
-			case "prefix":
-				return oneArg(d, &e.Prefix)
-			}
-			return d.Errf("unknown store embedded option %q", opt)
-		})
+		return eachOption(d, d.Nesting(), nil, block(d, "store embedded", map[string]func(*caddyfile.Dispenser) error{
+			"listen":      oneArg(&e.Listen),
+			"listen_peer": oneArg(&e.ListenPeer),
+			"prefix":      oneArg(&e.Prefix),
+		}))
 	case "etcd":
 		if d.NextArg() {
 			return d.ArgErr()
 		}
 		e := &EtcdStore{}
 		h.Store = &StoreConfig{Etcd: e}
-		err := eachOption(d, d.Nesting(), nil, func(opt string) error {
-			switch opt {
-			case "endpoints":
-				return someArgs(d, &e.Endpoints)
-			case "prefix":
-				return oneArg(d, &e.Prefix)
-			case "tls_ca":
-				return oneArg(d, &e.TLSCA)
-			case "tls_cert":
-				return oneArg(d, &e.TLSCert)
-			case "tls_key":
-				return oneArg(d, &e.TLSKey)
-			case "username":
-				return oneArg(d, &e.Username)
-			case "password":
-				return oneArg(d, &e.Password)
-			case "dial_timeout":
-				return durationArg(d, &e.DialTimeout)
-			case "timeout":
-				return durationArg(d, &e.Timeout)
-			}
-			return d.Errf("unknown store etcd option %q", opt)
-		})
-		if err == nil && len(e.Endpoints) == 0 {
-			err = d.Err("store etcd: endpoints are required")
+		err := eachOption(d, d.Nesting(), nil, block(d, "store etcd", map[string]func(*caddyfile.Dispenser) error{
+			"endpoints":    someArgs(&e.Endpoints),
+			"prefix":       oneArg(&e.Prefix),
+			"tls_ca":       oneArg(&e.TLSCA),
+			"tls_cert":     oneArg(&e.TLSCert),
+			"tls_key":      oneArg(&e.TLSKey),
+			"username":     oneArg(&e.Username),
+			"password":     oneArg(&e.Password),
+			"dial_timeout": durationArg(&e.DialTimeout),
+			"timeout":      durationArg(&e.Timeout),
+		}))
+		if err != nil {
+			return err
 		}
-		return err
+		return validated(d, h.Store.validate())
 	}
 	return d.Errf("unknown store %q (want embedded or etcd)", d.Val())
 }
 
-func (j *JWTConfig) unmarshal(d *caddyfile.Dispenser) error {
-	err := eachOption(d, d.Nesting(), []string{"key_file"}, func(opt string) error {
-		switch opt {
-		case "secret":
-			return oneArg(d, &j.Secret)
-		case "key_file":
-			var f string
-			err := oneArg(d, &f)
-			j.KeyFiles = append(j.KeyFiles, f)
-			return err
-		case "jwks_url":
-			return oneArg(d, &j.JWKSURL)
-		case "issuer":
-			return oneArg(d, &j.Issuer)
-		case "audience":
-			return oneArg(d, &j.Audience)
-		case "algorithms":
-			return someArgs(d, &j.Algorithms)
-		case "subject_claim":
-			return oneArg(d, &j.SubjectClaim)
-		case "groups_claim":
-			return oneArg(d, &j.GroupsClaim)
-		case "leeway":
-			return durationArg(d, &j.Leeway)
+func (h *Handler) unmarshalIdentity(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	switch d.Val() {
+	case "jwt":
+		if d.NextArg() {
+			return d.ArgErr()
 		}
-		return d.Errf("unknown identity jwt option %q", opt)
-	})
+		j := &JWTConfig{}
+		h.Identity = &IdentityConfig{JWT: j}
+		err := eachOption(d, d.Nesting(), []string{"key_file"}, block(d, "identity jwt", map[string]func(*caddyfile.Dispenser) error{
+			"secret":        oneArg(&j.Secret),
+			"key_file":      appendArg(&j.KeyFiles),
+			"jwks_url":      oneArg(&j.JWKSURL),
+			"issuer":        oneArg(&j.Issuer),
+			"audience":      oneArg(&j.Audience),
+			"algorithms":    someArgs(&j.Algorithms),
+			"subject_claim": oneArg(&j.SubjectClaim),
+			"groups_claim":  oneArg(&j.GroupsClaim),
+			"leeway":        durationArg(&j.Leeway),
+		}))
+		if err != nil {
+			return err
+		}
+		return validated(d, h.Identity.validate())
+	case "placeholder":
+		p := &PlaceholderConfig{}
+		if err := oneArg(&p.Subject)(d); err != nil {
+			return err
+		}
+		h.Identity = &IdentityConfig{Placeholder: p}
+		return eachOption(d, d.Nesting(), nil, block(d, "identity placeholder", map[string]func(*caddyfile.Dispenser) error{
+			"groups_placeholder": oneArg(&p.GroupsPlaceholder),
+			"groups_header":      oneArg(&p.GroupsHeader),
+		}))
+	}
+	return d.Errf("unknown identity source %q (want jwt or placeholder)", d.Val())
+}
+
+func (h *Handler) unmarshalNotify(d *caddyfile.Dispenser) error {
+	n := NotifyConfig{}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	n.Format = d.Val()
+	if err := oneArg(&n.URL)(d); err != nil {
+		return err
+	}
+	err := eachOption(d, d.Nesting(), nil, block(d, "notify", map[string]func(*caddyfile.Dispenser) error{
+		"secret":     oneArg(&n.Secret),
+		"events":     someArgs(&n.Events),
+		"groups":     someArgs(&n.Groups),
+		"requesters": someArgs(&n.Requesters),
+	}))
 	if err != nil {
 		return err
 	}
-	sources := 0
-	for _, set := range []bool{j.Secret != "", len(j.KeyFiles) > 0, j.JWKSURL != ""} {
-		if set {
-			sources++
+	h.Notify = append(h.Notify, n)
+	return validated(d, n.validate())
+}
+
+func (h *Handler) unmarshalNotifyRetry(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	r := &NotifyRetry{}
+	h.NotifyRetry = r
+	err := eachOption(d, d.Nesting(), nil, block(d, "notify_retry", map[string]func(*caddyfile.Dispenser) error{
+		"base":     durationArg(&r.Base),
+		"max":      durationArg(&r.Max),
+		"attempts": intArg(&r.Attempts),
+	}))
+	if err != nil {
+		return err
+	}
+	return validated(d, r.validate())
+}
+
+func (h *Handler) unmarshalConsole(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	c := &ConsoleConfig{}
+	h.Console = c
+	return eachOption(d, d.Nesting(), nil, block(d, "console", map[string]func(*caddyfile.Dispenser) error{
+		"issuer":        oneArg(&c.Issuer),
+		"client_id":     oneArg(&c.ClientID),
+		"client_secret": oneArg(&c.ClientSecret),
+		"redirect_url":  oneArg(&c.RedirectURL),
+		"scopes":        someArgs(&c.Scopes),
+		"session_ttl":   durationArg(&c.SessionTTL),
+	}))
+}
+
+func (h *Handler) unmarshalSeal(d *caddyfile.Dispenser) error {
+	if !d.NextArg() || d.Val() != "sealed" {
+		return d.Err("replay_credentials: the only mode is sealed")
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	c := &SealConfig{}
+	h.ReplayCredentials = c
+	err := eachOption(d, d.Nesting(), []string{"key", "header"}, block(d, "replay_credentials", map[string]func(*caddyfile.Dispenser) error{
+		"key":    appendArg(&c.Keys),
+		"header": appendArg(&c.Headers),
+	}))
+	if err != nil {
+		return err
+	}
+	return validated(d, c.validate())
+}
+
+// block returns the option handler of a block named name.
+func block(d *caddyfile.Dispenser, name string, options map[string]func(*caddyfile.Dispenser) error) func(string) error {
+	return func(opt string) error {
+		if parse, ok := options[opt]; ok {
+			return parse(d)
 		}
+		return d.Errf("unknown %s option %q", name, opt)
 	}
-	if sources != 1 {
-		return d.Err("identity jwt: exactly one of secret, key_file or jwks_url is required")
-	}
-	return nil
 }
 
 // eachOption calls fn for each option of the block at nesting, refusing an
@@ -425,7 +332,7 @@ func eachOption(d *caddyfile.Dispenser, nesting int, repeatable []string, fn fun
 	seen := map[string]bool{}
 	for d.NextBlock(nesting) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains(repeatable, opt) && opt != "notify" {
+		if seen[opt] && !slices.Contains(repeatable, opt) {
 			return d.Errf("duplicate option %q", opt)
 		}
 		seen[opt] = true
@@ -433,50 +340,6 @@ func eachOption(d *caddyfile.Dispenser, nesting int, repeatable []string, fn fun
 			return err
 		}
 	}
-	return nil
-}
-
-// someArgs reads one or more arguments into dst.
-func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
-	if *dst = d.RemainingArgs(); len(*dst) == 0 {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-// choiceArg reads exactly one argument, one of choices, into dst.
-func choiceArg(d *caddyfile.Dispenser, dst *string, choices ...string) error {
-	if err := oneArg(d, dst); err != nil {
-		return err
-	}
-	if !slices.Contains(choices, *dst) {
-		return d.Errf("%q is not one of %s", *dst, strings.Join(choices, ", "))
-	}
-	return nil
-}
-
-// oneArg reads exactly one argument into dst.
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v <= 0 {
-		return d.Errf("%q is not a positive duration", s)
-	}
-	*dst = caddy.Duration(v)
 	return nil
 }
 

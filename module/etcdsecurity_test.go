@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testport"
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/etcdembed"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -92,7 +92,7 @@ func loadSite(t *testing.T, storeBlock, logFile string) (*gateway, error) {
 func TestEtcdTLSAndAuth(t *testing.T) {
 	dir := t.TempDir()
 	files := pki(t, dir)
-	clientURL := "https://" + testport.Addr(t)
+	clientURL := "https://" + testkit.Addr(t)
 	srv, err := etcdembed.Start(etcdembed.Options{Dir: t.TempDir(), ClientURL: clientURL,
 		CertFile: files["server.pem"], KeyFile: files["server-key.pem"], TrustedCAFile: files["ca.pem"], Logger: zap.NewNop()})
 	if err != nil {
@@ -138,6 +138,7 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testkit.WaitHealthy(t, g.base+"/.approvals/healthz")
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
 	id := g.want(g.call("DELETE", "/apps/1", alice, "", "Approval-Justification", "over TLS"), http.StatusAccepted, "").body["id"].(string)
 	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusOK, "")

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
@@ -59,6 +60,7 @@ func TestCaddyEventsAndPlaceholders(t *testing.T) {
 	if err := caddy.Load(b, true); err != nil {
 		t.Fatal(err)
 	}
+	testkit.WaitHealthy(t, g.base+"/.approvals/healthz")
 	t.Cleanup(func() { _ = caddy.Stop() })
 	recorded.Lock()
 	recorded.events = nil

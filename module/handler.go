@@ -1,29 +1,24 @@
 // Package approvalgateway is the Caddy module of the approval gateway: a
-// thin HTTP handler that adapts Caddy's configuration, logger and handler
-// chain to the core in package approvals.
+// thin HTTP handler that adapts Caddy's configuration, logger, lifecycle
+// and handler chain to the core packages below it (the request flow in
+// approvals, the console, the notifier).
 package approvalgateway
 
 import (
 	"context"
-	"crypto"
-	"encoding/base64"
-	"errors"
 	"fmt"
-	"maps"
-	"net"
 	"net/http"
-	"path/filepath"
-	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/console"
 	"github.com/approval-gateway/gateway/module/identity"
 	gwmetrics "github.com/approval-gateway/gateway/module/metrics"
+	"github.com/approval-gateway/gateway/module/notify"
 	"github.com/approval-gateway/gateway/module/policy"
-	"github.com/approval-gateway/gateway/module/record"
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -109,6 +104,8 @@ type Handler struct {
 	ReplayCredentials *SealConfig `json:"replay_credentials,omitempty"`
 	// Notify lists the webhook targets of the events.
 	Notify []NotifyConfig `json:"notify,omitempty"`
+	// NotifyRetry is how failed deliveries are retried.
+	NotifyRetry *NotifyRetry `json:"notify_retry,omitempty"`
 	// ReminderLead is how long before expiry an expiring event is raised.
 	// Default 24h.
 	ReminderLead caddy.Duration `json:"reminder_lead,omitempty"`
@@ -122,151 +119,11 @@ type Handler struct {
 	WatchPolicies *bool `json:"watch_policies,omitempty"`
 
 	svc      *approvals.Service
-	stoppers []func()
+	stop     context.CancelFunc // ends the goroutines, which wait on done
+	done     *sync.WaitGroup
 	verifier *identity.Verifier
 	storeKey string
 	logger   *zap.Logger
-}
-
-// StoreConfig chooses the store: Embedded (the default) or Etcd.
-type StoreConfig struct {
-	Embedded *EmbeddedStore `json:"embedded,omitempty"`
-	Etcd     *EtcdStore     `json:"etcd,omitempty"`
-}
-
-// EmbeddedStore runs etcd inside the gateway process.
-type EmbeddedStore struct {
-	// Dir holds the data. Default: "approvals" in Caddy's data directory.
-	Dir string `json:"dir,omitempty"`
-	// Listen and ListenPeer are the client and peer URLs. Default: an
-	// ephemeral loopback port each.
-	Listen     string `json:"listen,omitempty"`
-	ListenPeer string `json:"listen_peer,omitempty"`
-	// Prefix of the keys. Default "/approvals/".
-	Prefix string `json:"prefix,omitempty"`
-}
-
-// EtcdStore uses an external etcd cluster.
-type EtcdStore struct {
-	Endpoints []string `json:"endpoints,omitempty"`
-	// Prefix of the keys. Default "/approvals/".
-	Prefix string `json:"prefix,omitempty"`
-	// TLS files: the CA to trust, and a client certificate and key.
-	TLSCA   string `json:"tls_ca,omitempty"`
-	TLSCert string `json:"tls_cert,omitempty"`
-	TLSKey  string `json:"tls_key,omitempty"`
-	// Username and Password for etcd authentication; use placeholders such
-	// as {env.ETCD_PASSWORD} or {file./run/secrets/etcd} to keep them out of
-	// the configuration.
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
-	// DialTimeout bounds connecting. Default 5s.
-	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
-	// Timeout bounds each store operation. Default 5s.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-}
-
-// SealConfig is "replay_credentials sealed": AES-256-GCM keys, newest
-// first (all open, the first seals), as base64 of 32 bytes; use
-// placeholders such as {env.SEAL_KEY}.
-type SealConfig struct {
-	Keys    []string `json:"keys,omitempty"`
-	Headers []string `json:"headers,omitempty"`
-}
-
-// NotifyConfig is one webhook target. Targets come only from the
-// configuration, and redirects are not followed.
-type NotifyConfig struct {
-	// Format is "webhook" (CloudEvents 1.0, structured) or "slack".
-	Format string `json:"format,omitempty"`
-	URL    string `json:"url,omitempty"`
-	// Secret signs deliveries (Approval-Signature); use a placeholder.
-	Secret string `json:"secret,omitempty"`
-	// Events are the event types sent; all when empty.
-	Events []string `json:"events,omitempty"`
-	// Groups routes approver events of requests needing these groups here;
-	// Requesters routes requester events of these subjects' requests here.
-	// With neither, every event comes here.
-	Groups     []string `json:"groups,omitempty"`
-	Requesters []string `json:"requesters,omitempty"`
-}
-
-// ConsoleConfig sets up the web console's login: authorization code with
-// PKCE against an OpenID provider.
-type ConsoleConfig struct {
-	// Issuer of the OpenID provider. Default: the identity jwt issuer.
-	Issuer string `json:"issuer,omitempty"`
-	// ClientID and ClientSecret of the gateway at the provider; use a
-	// placeholder for the secret.
-	ClientID     string `json:"client_id,omitempty"`
-	ClientSecret string `json:"client_secret,omitempty"`
-	// RedirectURL is where the provider sends the browser back. Default:
-	// the request's scheme and host, then {api_prefix}/callback.
-	RedirectURL string `json:"redirect_url,omitempty"`
-	// Scopes besides openid. Default: profile email groups.
-	Scopes []string `json:"scopes,omitempty"`
-	// SessionTTL bounds a console session. Default 8h.
-	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
-}
-
-// IdentityConfig chooses how callers are authenticated: a bearer JWT, or
-// an identity another Caddy module already established.
-type IdentityConfig struct {
-	JWT         *JWTConfig         `json:"jwt,omitempty"`
-	Placeholder *PlaceholderConfig `json:"placeholder,omitempty"`
-}
-
-// PlaceholderConfig takes the identity from an upstream auth layer: the
-// subject from a placeholder (such as {http.auth.user.id}), the groups from
-// a placeholder or a request header (comma- or space-separated). Only use a
-// header that the layer in front sets and strips from clients.
-type PlaceholderConfig struct {
-	Subject           string `json:"subject,omitempty"`
-	GroupsPlaceholder string `json:"groups_placeholder,omitempty"`
-	GroupsHeader      string `json:"groups_header,omitempty"`
-}
-
-// Authenticate reads the identity the upstream layer set; an empty subject
-// is unauthenticated.
-func (p *PlaceholderConfig) Authenticate(r *http.Request) (*identity.Identity, error) {
-	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return nil, identity.ErrNoToken
-	}
-	sub := strings.TrimSpace(repl.ReplaceAll(p.Subject, ""))
-	if sub == "" {
-		return nil, identity.ErrNoToken
-	}
-	raw := ""
-	if p.GroupsPlaceholder != "" {
-		raw = repl.ReplaceAll(p.GroupsPlaceholder, "")
-	} else if p.GroupsHeader != "" {
-		raw = strings.Join(r.Header.Values(p.GroupsHeader), ",")
-	}
-	groups := strings.FieldsFunc(raw, func(c rune) bool { return c == ',' || c == ' ' })
-	return &identity.Identity{Subject: sub, Groups: groups, Claims: map[string]any{"sub": sub, "groups": groups}}, nil
-}
-
-// JWTConfig verifies bearer JWTs. Exactly one of Secret, KeyFiles and
-// JWKSURL is required.
-type JWTConfig struct {
-	// Secret is the HMAC key (32 bytes or more); use a placeholder.
-	Secret string `json:"secret,omitempty"`
-	// KeyFiles are PEM public keys (RSA, ECDSA, Ed25519) or certificates.
-	KeyFiles []string `json:"key_files,omitempty"`
-	// JWKSURL is fetched, cached and refreshed.
-	JWKSURL string `json:"jwks_url,omitempty"`
-	// Issuer and Audience, when set, are required in every token.
-	Issuer   string `json:"issuer,omitempty"`
-	Audience string `json:"audience,omitempty"`
-	// Algorithms is the allow-list. Default: derived from the key type.
-	Algorithms []string `json:"algorithms,omitempty"`
-	// SubjectClaim and GroupsClaim are dotted claim paths. Defaults "sub"
-	// and "groups".
-	SubjectClaim string `json:"subject_claim,omitempty"`
-	GroupsClaim  string `json:"groups_claim,omitempty"`
-	// Leeway is the clock skew tolerated. Default 30s.
-	Leeway caddy.Duration `json:"leeway,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -277,28 +134,20 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads the policies, builds the verifier and connects the store.
+// Provision builds the parts and starts the gateway's goroutines (policy
+// watches, the elected sweeper and notifier), which live as long as the
+// configuration's context. It does not wait for etcd: until the runtime
+// policies are read, judged calls answer 503.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := h.Validate(); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
-	if h.Identity == nil || (h.Identity.JWT == nil) == (h.Identity.Placeholder == nil) {
-		return errors.New("identity: exactly one of identity jwt or identity placeholder is required")
+	auth, identify, err := h.authenticator(repl)
+	if err != nil {
+		return err
 	}
-	if h.Policies == "" {
-		return errors.New("policies: a policy directory is required")
-	}
-	var auth approvals.Authenticator = h.Identity.Placeholder
-	identify := func(map[string]any) (*identity.Identity, error) { return nil, errors.New("no claim reader") }
-	if h.Identity.JWT != nil {
-		ver, err := newVerifier(h.Identity.JWT, repl, h.logger)
-		if err != nil {
-			return fmt.Errorf("identity jwt: %w", err)
-		}
-		h.verifier, auth, identify = ver, ver, ver.Identify
-	} else if h.Identity.Placeholder.Subject == "" {
-		return errors.New("identity placeholder: a subject placeholder is required")
-	}
-
 	pol, err := policy.NewReloader(ctx, repl.ReplaceKnown(h.Policies, ""), h.Query, nil, h.logger.Named("policies"))
 	if err != nil {
 		return err
@@ -308,89 +157,72 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	metrics, err = gwmetrics.New(ctx.GetMetricsRegistry(), func() float64 {
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		n, err := st.CountPending(cctx)
-		if err != nil {
-			return -1
-		}
-		return float64(n)
-	})
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+	if metrics, err = newMetrics(ctx, st); err != nil {
+		return err
 	}
-	var console *approvals.ConsoleOptions
-	if c := h.Console; c != nil {
-		issuer := repl.ReplaceKnown(c.Issuer, "")
-		if issuer == "" && h.Identity.JWT != nil {
-			issuer = repl.ReplaceKnown(h.Identity.JWT.Issuer, "")
-		}
-		console = &approvals.ConsoleOptions{Issuer: issuer, ClientID: repl.ReplaceKnown(c.ClientID, ""),
-			ClientSecret: repl.ReplaceKnown(c.ClientSecret, ""), RedirectURL: repl.ReplaceKnown(c.RedirectURL, ""),
-			Scopes: c.Scopes, SessionTTL: time.Duration(c.SessionTTL), Identify: identify,
-			// Behind an upstream auth layer the console takes the identity
-			// from each request, unless an OpenID client is configured.
-			RequestIdentity: h.Identity.Placeholder != nil && c.ClientID == ""}
-	}
-	var sealer *approvals.Sealer
-	if c := h.ReplayCredentials; c != nil {
-		var keys [][]byte
-		for i, k := range c.Keys {
-			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(repl.ReplaceKnown(k, "")))
-			if err != nil {
-				return fmt.Errorf("replay_credentials: key %d is not base64", i+1)
-			}
-			keys = append(keys, b)
-		}
-		if sealer, err = approvals.NewSealer(keys, c.Headers); err != nil {
-			return err
-		}
-	}
-	var hooks []approvals.Webhook
-	for _, n := range h.Notify {
-		format := "cloudevents"
-		if n.Format == "slack" {
-			format = "slack"
-		}
-		hooks = append(hooks, approvals.Webhook{URL: repl.ReplaceKnown(n.URL, ""), Secret: repl.ReplaceKnown(n.Secret, ""),
-			Events: n.Events, Format: format, Groups: n.Groups, Requesters: n.Requesters})
-	}
-	h.svc, err = approvals.New(approvals.Options{
-		Annotate: h.annotate(ctx), Sealer: sealer,
-		Console: console, Webhooks: hooks, ReminderLead: time.Duration(h.ReminderLead), PublicURL: repl.ReplaceKnown(h.PublicURL, ""), Metrics: metrics,
-		Store: st, Identity: auth, Policies: pol, PolicyApprovers: h.PolicyApprovers,
-		Methods: h.Methods, MaxBody: h.MaxBody, JudgeMethodOverride: h.MethodOverride == "judge", JudgeAmbiguousPaths: h.AmbiguousPaths == "judge", Prefix: h.APIPrefix, AdminGroups: h.AdminGroups,
-		ApprovalExpiry: time.Duration(h.ApprovalExpiry), CompletionExpiry: time.Duration(h.CompletionExpiry),
-		MaxJustification: h.MaxJustification, RequireApprovalNotes: h.RequireApprovalNotes, CaseSensitiveSubjects: h.CaseSensitiveSubjects,
-		MaxPendingPerIdentity: h.MaxPendingPerIdentity, AutoComplete: h.Complete == "auto",
-		ClaimTimeout: time.Duration(h.ClaimTimeout), Retention: time.Duration(h.Retention),
-		AuditRetention: time.Duration(h.AuditRetention), SweepInterval: time.Duration(h.SweepInterval),
-		ClientIP: clientIP, Logger: h.logger,
-	})
+	sealer, err := h.sealer(repl)
 	if err != nil {
 		return err
 	}
-	h.stoppers = append(h.stoppers, h.svc.StartPolicyWatch(5*time.Second), h.svc.StartSweeper(), h.svc.StartNotifier())
+	h.svc, err = approvals.New(approvals.Deps{Store: st, Identity: auth, Policies: pol, Metrics: metrics, Annotate: h.annotate(ctx),
+		Sealer: sealer, ClientIP: clientIP, Logger: h.logger}, h.settings())
+	if err != nil {
+		return err
+	}
+	if h.Console != nil {
+		c, err := console.New(console.Deps{Flow: h.svc, Store: st, Identity: auth, Prefix: h.svc.Prefix, Logger: h.logger.Named("console")},
+			h.consoleOptions(repl, identify))
+		if err != nil {
+			return err
+		}
+		h.svc.SetPages(c)
+	}
+	notifier := notify.New(notify.Options{Store: st, Targets: h.webhooks(repl), Source: "approval-gateway" + h.svc.Prefix,
+		Links: strings.TrimSuffix(repl.ReplaceKnown(h.PublicURL, ""), "/") + h.svc.Prefix, Backoff: h.backoff(),
+		CaseSensitiveSubjects: h.CaseSensitiveSubjects, Metrics: metrics, Logger: h.logger.Named("notify")})
+
+	runCtx, stop := context.WithCancel(ctx)
+	h.stop, h.done = stop, new(sync.WaitGroup)
+	h.run(runCtx, h.svc.RunPolicyWatch)
+	h.run(runCtx, h.svc.RunSweeper)
+	h.run(runCtx, notifier.Run)
 	if h.WatchPolicies == nil || *h.WatchPolicies {
-		wctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := pol.Watch(wctx, 250*time.Millisecond); err != nil {
+		h.run(runCtx, func(ctx context.Context) {
+			if err := pol.Watch(ctx, 250*time.Millisecond); err != nil {
 				h.logger.Warn("watching the policy directory", zap.Error(err))
 			}
-		}()
-		h.stoppers = append(h.stoppers, func() { cancel(); <-done })
+		})
 	}
-	h.logger.Info("approval gateway ready", zap.Strings("policy_files", pol.Status().Files))
+	h.logger.Info("approval gateway provisioned", zap.Strings("policy_files", pol.Status().Files))
 	return nil
 }
 
-// Validate checks the configuration for mistakes Provision does not catch.
+// run runs fn in a goroutine that Cleanup waits for.
+func (h *Handler) run(ctx context.Context, fn func(context.Context)) {
+	h.done.Add(1)
+	go func() {
+		defer h.done.Done()
+		fn(ctx)
+	}()
+}
+
+// Validate checks the configuration: the same checks for a JSON
+// configuration as for a Caddyfile, whose parser runs each block's as it
+// reads it.
 func (h *Handler) Validate() error {
-	if h.Store != nil && h.Store.Embedded != nil && h.Store.Etcd != nil {
-		return errors.New("store: choose embedded or etcd, not both")
+	if h.Identity == nil {
+		return fmt.Errorf("identity: exactly one of identity jwt or identity placeholder is required")
+	}
+	if err := h.Identity.validate(); err != nil {
+		return err
+	}
+	if h.Policies == "" {
+		return fmt.Errorf("policies: a policy directory is required")
+	}
+	if h.Store != nil {
+		if err := h.Store.validate(); err != nil {
+			return err
+		}
 	}
 	switch h.Complete {
 	case "", "manual", "auto":
@@ -402,23 +234,37 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("%s: %q is not reject or judge", name, v)
 		}
 	}
-	for _, n := range h.Notify {
-		for _, e := range n.Events {
-			if !slices.Contains(record.EventTypes, e) {
-				return fmt.Errorf("notify %s: unknown event type %q (known: %s)", n.URL, e, strings.Join(record.EventTypes, ", "))
-			}
+	if h.MaxJustification < 0 {
+		return fmt.Errorf("max_justification: %d is not a positive number", h.MaxJustification)
+	}
+	if h.MaxPendingPerIdentity < -1 {
+		return fmt.Errorf("max_pending_per_identity: %d is not a positive number (or -1 for no cap)", h.MaxPendingPerIdentity)
+	}
+	if h.ReplayCredentials != nil {
+		if err := h.ReplayCredentials.validate(); err != nil {
+			return err
 		}
+	}
+	for i := range h.Notify {
+		if err := h.Notify[i].validate(); err != nil {
+			return err
+		}
+	}
+	if h.NotifyRetry != nil {
+		return h.NotifyRetry.validate()
 	}
 	return nil
 }
 
-// Cleanup releases the store (shared with other configurations through the
-// pool) and stops JWKS refreshes. It works after a failed Provision.
+// Cleanup stops the gateway's goroutines and waits for them, releases the
+// store (shared with other configurations through the pool) and stops
+// JWKS refreshes. It works after a failed Provision.
 func (h *Handler) Cleanup() error {
-	for _, stop := range h.stoppers {
-		stop()
+	if h.stop != nil {
+		h.stop()
+		h.done.Wait()
+		h.stop = nil
 	}
-	h.stoppers = nil
 	if h.verifier != nil {
 		h.verifier.Close()
 	}
@@ -441,88 +287,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, rr)
 	})
 }
-
-// ownPlaceholders gives a request the core made (a replay of a stored
-// call) placeholders and variables of its own: {uri}, {path} and the rest
-// describe the replayed call, not the complete call it runs within, so a
-// rewrite or header_up after the gateway sees the call that was approved.
-func ownPlaceholders(rr *http.Request) *http.Request {
-	vars, _ := rr.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	ctx := context.WithValue(rr.Context(), caddyhttp.VarsCtxKey, maps.Clone(vars))
-	ctx = context.WithValue(ctx, caddyhttp.OriginalRequestCtxKey, *rr)
-	rr = rr.WithContext(ctx)
-	caddyhttp.NewTestReplacer(rr) // binds a replacer for rr to rr's context
-	return rr
-}
-
-// annotate sets the placeholders {http.approval.id}, {http.approval.status}
-// and {http.approval.policy} on the request (so access logs can carry them
-// with log_append) and emits the Caddy event (approval_parked,
-// approval_decided, approval_approved, …).
-func (h *Handler) annotate(ctx caddy.Context) func(*http.Request, string, string, *record.Record) {
-	var events *caddyevents.App
-	if app, err := ctx.App("events"); err == nil {
-		events, _ = app.(*caddyevents.App)
-	}
-	return func(r *http.Request, name, policy string, rec *record.Record) {
-		data := map[string]any{"policy": policy}
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("http.approval.policy", policy)
-			if rec != nil {
-				repl.Set("http.approval.status", string(rec.Status))
-				if rec.ID != "" {
-					repl.Set("http.approval.id", rec.ID)
-				}
-			}
-		}
-		if rec != nil {
-			data["id"], data["status"], data["resource"] = rec.ID, string(rec.Status), rec.Resource
-		}
-		if events != nil {
-			events.Emit(ctx, name, data)
-		}
-	}
-}
-
-// clientIP is the client address Caddy determined (trusted proxies
-// honoured), falling back to the connection's.
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-func newVerifier(c *JWTConfig, repl *caddy.Replacer, logger *zap.Logger) (*identity.Verifier, error) {
-	o := identity.Options{
-		Issuer: repl.ReplaceKnown(c.Issuer, ""), Audience: repl.ReplaceKnown(c.Audience, ""),
-		JWKSURL: repl.ReplaceKnown(c.JWKSURL, ""), Algorithms: c.Algorithms,
-		SubjectClaim: c.SubjectClaim, GroupsClaim: c.GroupsClaim, Leeway: time.Duration(c.Leeway),
-		Logger: logger,
-	}
-	if c.Secret != "" {
-		s := repl.ReplaceKnown(c.Secret, "")
-		if s == "" {
-			return nil, errors.New("secret: the placeholder gave an empty secret")
-		}
-		o.Secret = []byte(s)
-	}
-	for _, f := range c.KeyFiles {
-		k, err := identity.LoadPublicKeyFile(repl.ReplaceKnown(f, ""))
-		if err != nil {
-			return nil, fmt.Errorf("key_file: %w", err)
-		}
-		o.PublicKeys = append(o.PublicKeys, crypto.PublicKey(k))
-	}
-	return identity.New(o)
-}
-
-// defaultEmbeddedDir is where the embedded store keeps its data by default.
-func defaultEmbeddedDir() string { return filepath.Join(caddy.AppDataDir(), "approvals") }
 
 // Interface guards
 var (

@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testport"
-	"github.com/approval-gateway/gateway/module/internal/etcdtest"
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/golang-jwt/jwt/v5"
@@ -64,7 +63,7 @@ func (c *counter) mutating() int {
 	return n
 }
 
-func freePort(t *testing.T) int { return testport.Free(t) }
+func freePort(t *testing.T) int { return testkit.Port(t) }
 
 // gateway is an in-process Caddy running the approval gateway.
 type gateway struct {
@@ -115,12 +114,12 @@ func (g *gateway) storeLine() string {
 
 func (g *gateway) load(extra string) {
 	g.t.Helper()
-	loadCaddyfile(g.t, g.caddyfile(extra))
+	loadCaddyfile(g.t, g.base, g.caddyfile(extra))
 }
 
 // loadCaddyfile adapts a Caddyfile and runs it in this process (replacing
-// what runs).
-func loadCaddyfile(t *testing.T, text string) {
+// what runs), and waits until the gateway at base is ready.
+func loadCaddyfile(t *testing.T, base, text string) {
 	t.Helper()
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
@@ -129,6 +128,7 @@ func loadCaddyfile(t *testing.T, text string) {
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatal(err)
 	}
+	testkit.WaitHealthy(t, base+"/.approvals/healthz")
 }
 
 func startGateway(t *testing.T, store ...string) *gateway {
@@ -299,7 +299,7 @@ func TestReloadKeepsPendingRequests(t *testing.T) {
 // TestExternalEtcd runs the gateway against an etcd it does not own, through
 // the same client code path as the embedded store, under a key prefix.
 func TestExternalEtcd(t *testing.T) {
-	cli, srv := etcdtest.Start(t)
+	cli, srv := testkit.Etcd(t)
 	g := startGateway(t, "store etcd {\n\t\t\tendpoints "+srv.Endpoint+"\n\t\t\tprefix /team-a/approvals/\n\t\t}")
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
 	id := g.want(g.call("POST", "/scripts", alice, `{"name":"x"}`, "Approval-Justification", "deploy"), http.StatusAccepted, "").body["id"].(string)
@@ -418,6 +418,7 @@ http://127.0.0.1:%d {
 		_ = json.Unmarshal(raw, &a.body)
 		return a
 	}
+	testkit.WaitFor(t, func() bool { return call("alice", "GET", "/.approvals/healthz").status == http.StatusOK })
 	if a := call("", "DELETE", "/apps/1"); a.status != http.StatusUnauthorized {
 		t.Fatalf("without basic auth: %d", a.status)
 	}

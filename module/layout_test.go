@@ -42,7 +42,7 @@ http://127.0.0.1:%d {
 	}
 }
 `, g.port, g.port, strings.TrimPrefix(mdm.URL, "http://"), strings.TrimPrefix(admin.URL, "http://"), g.dir, testSecret)
-	loadCaddyfile(t, cfg)
+	loadCaddyfile(t, g.base, cfg)
 	t.Cleanup(func() { _ = caddy.Stop() })
 
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
@@ -68,7 +68,7 @@ func TestReplayHasItsOwnPlaceholders(t *testing.T) {
 	backend := newCounter(t)
 	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: backend}
 	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
-	loadCaddyfile(t, fmt.Sprintf(`{
+	loadCaddyfile(t, g.base, fmt.Sprintf(`{
 	admin off
 	persist_config off
 	auto_https off

@@ -80,9 +80,6 @@ func (h *Handler) provisionStore(repl *caddy.Replacer, observe func(string, time
 		}
 	} else {
 		e := cfg.Etcd
-		if len(e.Endpoints) == 0 {
-			return nil, errors.New("store etcd: at least one endpoint is required")
-		}
 		c := clientv3.Config{DialTimeout: time.Duration(e.DialTimeout), Logger: logger,
 			Username: repl.ReplaceKnown(e.Username, ""), Password: repl.ReplaceKnown(e.Password, "")}
 		if c.DialTimeout <= 0 {

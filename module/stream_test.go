@@ -60,9 +60,10 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 `, port, t.TempDir(), testSecret, dir, strings.TrimPrefix(backend.URL, "http://"))
-		loadCaddyfile(t, cfg)
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		loadCaddyfile(t, base, cfg)
 		t.Cleanup(func() { _ = caddy.Stop() })
-		return fmt.Sprintf("http://127.0.0.1:%d", port)
+		return base
 	}
 	upload := func(base string) int {
 		req, _ := http.NewRequest("POST", base+"/uploads/app.pkg", io.LimitReader(zeros{}, size))

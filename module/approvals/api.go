@@ -79,7 +79,7 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 			writeError(w, err)
 			return
 		}
-		ds, err := s.o.Store.Deliveries(r.Context(), limit)
+		ds, err := s.store.Deliveries(r.Context(), limit)
 		writePage(w, "deliveries", ds, "", err)
 	case len(parts) == 1 && parts[0] == "audit":
 		if !method(w, r, http.MethodGet) {
@@ -115,7 +115,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 		writePage[*record.Record](w, "requests", nil, "", nil)
 		return
 	}
-	recs, next, err := s.o.Store.List(r.Context(), *o)
+	recs, next, err := s.store.List(r.Context(), *o)
 	writePage(w, "requests", recs, next, err)
 }
 
@@ -205,21 +205,21 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Iden
 // 404 for a caller who is no party, and overdue requests recorded as
 // expired or failed first.
 func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*record.Record, []byte, error) {
-	rec, _, err := s.o.Store.Get(r.Context(), id)
+	rec, _, err := s.store.Get(r.Context(), id)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !rec.IsParty(s.principal(who), s.isAdmin(who)) {
 		return nil, nil, errNotParty
 	}
-	if rec.Due(s.o.Clock(), s.o.ClaimTimeout) != "" {
+	if rec.Due(s.clock(), s.ClaimTimeout) != "" {
 		// Expiry and claim timeouts hold even when nothing sweeps: record
 		// them now.
 		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isOverdue(err) {
 			return nil, nil, err
 		}
 	}
-	body, err := s.o.Store.Payload(r.Context(), id)
+	body, err := s.store.Payload(r.Context(), id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,12 +276,12 @@ func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Iden
 // auto-complete request also replays it.
 func (s *Service) perform(r *http.Request, who *identity.Identity, id, action string, in actionInput, next Next) (*record.Record, error) {
 	p := s.principal(who)
-	now := s.o.Clock()
+	now := s.clock()
 	var fn func(*record.Record) error
 	switch action {
 	case "approve":
 		fn = func(rec *record.Record) error {
-			return rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.o.RequireApprovalNotes}, now)
+			return rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.RequireApprovalNotes}, now)
 		}
 	case "reject":
 		fn = func(rec *record.Record) error { return rec.Reject(p, in.Notes, now) }
@@ -297,13 +297,13 @@ func (s *Service) perform(r *http.Request, who *identity.Identity, id, action st
 		return rec, err
 	}
 	s.audit(rec, who.Subject, action, in.Notes, r)
-	s.o.Annotate(r, "approval_"+pastTense(action), rec.Policy, rec)
+	s.annotate(r, "approval_"+pastTense(action), rec.Policy, rec)
 	if action == "approve" && rec.Status == record.Completing {
 		// Auto-complete: the approval that met the quorum also claimed the
 		// replay. No caller's token goes to the backend: the credential
 		// comes from the proxy's configuration.
 		s.audit(rec, record.SystemActor, "completing", "", r)
-		return s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.o.ResultExcerpt}, r, rec, "", next)
+		return s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.ResultExcerpt}, r, rec, "", next)
 	}
 	return rec, nil
 }
@@ -331,12 +331,12 @@ func (s *Service) mutate(r *http.Request, who *identity.Identity, id string, fn 
 	p := s.principal(who)
 	admin := s.isAdmin(who)
 	overdue := false
-	rec, err := s.storeMutate(r.Context(), id, s.o.ClientIP(r), func(rec *record.Record) error {
+	rec, err := s.storeMutate(r.Context(), id, s.clientIP(r), func(rec *record.Record) error {
 		overdue = false
 		if !rec.IsParty(p, admin) {
 			return errNotParty
 		}
-		done, err := rec.ApplyDue(s.o.Clock(), s.o.ClaimTimeout)
+		done, err := rec.ApplyDue(s.clock(), s.ClaimTimeout)
 		if err != nil || done {
 			overdue = done
 			return err
@@ -401,7 +401,7 @@ func (s *Service) auditLog(w http.ResponseWriter, r *http.Request, who *identity
 		writeError(w, err)
 		return
 	}
-	events, next, err := s.o.Store.Audit(r.Context(), o)
+	events, next, err := s.store.Audit(r.Context(), o)
 	writePage(w, "events", events, next, err)
 }
 
@@ -411,9 +411,9 @@ func (s *Service) auditLog(w http.ResponseWriter, r *http.Request, who *identity
 func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	st := s.o.Policies.Status()
+	st := s.policies.Status()
 	out := map[string]any{"status": "ok", "store": "ok", "policies": st,
-		"leader": map[string]bool{"sweeper": s.sweeping.Load(), "notifier": s.notifying.Load()}}
+		"leader": map[string]bool{"sweeper": s.store.Leads(sweeperRole), "notifier": s.store.Leads("notifier")}}
 	code := http.StatusOK
 	if st.Error != "" {
 		out["status"] = "degraded"
@@ -421,7 +421,7 @@ func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 	if !s.runtimeReady.Load() {
 		out["status"], code = "starting", http.StatusServiceUnavailable
 	}
-	if err := s.o.Store.Ping(ctx); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		out["status"], out["store"], code = "unavailable", "unavailable", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, out)

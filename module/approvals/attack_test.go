@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/golang-jwt/jwt/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,7 +39,7 @@ func TestHostileTokens(t *testing.T) {
 		_, _ = w.Write(b)
 	}))
 	defer jwks.Close()
-	h := newHarness(t, "", func(o *Options) {
+	h := approvalstest.New(t, "", func(o *approvalstest.Options) {
 		v, err := identity.New(identity.Options{JWKSURL: jwks.URL, Issuer: "https://idp.test", Audience: "admin-api"})
 		if err != nil {
 			t.Fatal(err)
@@ -86,17 +88,17 @@ func TestHostileTokens(t *testing.T) {
 	}
 	for name, tok := range hostile {
 		t.Run(name, func(t *testing.T) {
-			res := h.do("DELETE", "/apps/1", tok, "", "Approval-Justification", "x")
-			if res.status != http.StatusUnauthorized || res.errCode() != CodeUnauthenticated {
-				t.Fatalf("got %d %s", res.status, res.raw)
+			res := h.Do("DELETE", "/apps/1", tok, "", "Approval-Justification", "x")
+			if res.Status != http.StatusUnauthorized || res.Code() != approvals.CodeUnauthenticated {
+				t.Fatalf("got %d %s", res.Status, res.Raw)
 			}
 		})
 	}
-	resp, err := h.cli.Get(context.Background(), "/approvals/requests/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := h.Cli.Get(context.Background(), "/approvals/requests/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || resp.Count != 0 {
 		t.Fatalf("a hostile token stored something: %d %v", resp.Count, err)
 	}
-	if len(h.backend.mutating()) != 0 {
+	if len(h.Backend.Mutating()) != 0 {
 		t.Fatal("a hostile token reached the backend")
 	}
 
@@ -110,7 +112,7 @@ func TestHostileTokens(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			req, _ := http.NewRequest("DELETE", h.gw.URL+"/apps/1", nil)
+			req, _ := http.NewRequest("DELETE", h.GW.URL+"/apps/1", nil)
 			req.Header.Set("Authorization", "Bearer "+signRS(claims(nil), "flood-"+string(rune('a'+i%26))+strings.Repeat("x", i%7)))
 			r, err := http.DefaultClient.Do(req)
 			if err == nil {
@@ -124,5 +126,5 @@ func TestHostileTokens(t *testing.T) {
 	}
 
 	// The control: a valid token parks.
-	h.expect(h.do("DELETE", "/apps/1", signRS(claims(nil), "k1"), "", "Approval-Justification", "x"), http.StatusAccepted, "")
+	h.Expect(h.Do("DELETE", "/apps/1", signRS(claims(nil), "k1"), "", "Approval-Justification", "x"), http.StatusAccepted, "")
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func (s *Service) newEvent(cur store.AuditCursor, e record.AuditEvent, base string) record.Notification {
-	return record.NewNotification(cur.String(), e, base+s.o.Prefix+"/requests/"+e.RequestID)
+	return record.NewNotification(cur.String(), e, base+s.Prefix+"/requests/"+e.RequestID)
 }
 
 // mayseeEvent reports whether who may see an event: as for the request itself.
@@ -51,7 +51,7 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request, who *identity.I
 		}
 		after = c
 	} else {
-		rev, err := s.o.Store.Revision(r.Context())
+		rev, err := s.store.Revision(r.Context())
 		if err != nil {
 			writeError(w, err)
 			return
@@ -68,7 +68,7 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request, who *identity.I
 		return
 	}
 	base := baseURL(r)
-	err := s.o.Store.WatchAudit(r.Context(), after, func(cur store.AuditCursor, e record.AuditEvent) error {
+	err := s.store.WatchAudit(r.Context(), after, func(cur store.AuditCursor, e record.AuditEvent) error {
 		ev := s.newEvent(cur, e, base)
 		if ev.Type == "" || !s.mayseeEvent(who, e) {
 			return nil

@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
 )
 
@@ -19,10 +21,10 @@ type sseEvent struct {
 
 // subscribe opens the event stream as tok (resuming after last, if set)
 // and returns the events as they come, and a function that disconnects.
-func (h *harness) subscribe(tok, last string) (<-chan sseEvent, func()) {
-	h.t.Helper()
+func subscribe(h *approvalstest.Harness, tok, last string) (<-chan sseEvent, func()) {
+	h.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", h.gw.URL+"/.approvals/api/v1/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.GW.URL+"/.approvals/api/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if last != "" {
 		req.Header.Set("Last-Event-ID", last)
@@ -30,7 +32,7 @@ func (h *harness) subscribe(tok, last string) (<-chan sseEvent, func()) {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		cancel()
-		h.t.Fatalf("subscribe: %v %v", resp, err)
+		h.T.Fatalf("subscribe: %v %v", resp, err)
 	}
 	out := make(chan sseEvent, 100)
 	go func() {
@@ -71,13 +73,13 @@ func next(t *testing.T, ch <-chan sseEvent) sseEvent {
 }
 
 func TestEventStreamResumes(t *testing.T) {
-	h := newHarness(t, "", nil)
-	alice, bob, carol, eve := h.token("alice"), h.token("bob", "approvers"), h.token("carol", "approvers"), h.token("eve", "sales")
-	bobs, disconnect := h.subscribe(bob, "")
-	eves, stopEve := h.subscribe(eve, "")
+	h := approvalstest.New(t, "", nil)
+	alice, bob, carol, eve := h.Token("alice"), h.Token("bob", "approvers"), h.Token("carol", "approvers"), h.Token("eve", "sales")
+	bobs, disconnect := subscribe(h, bob, "")
+	eves, stopEve := subscribe(h, eve, "")
 	defer stopEve()
 
-	id := h.park(alice, "DELETE", "/apps/1", "")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
 	ev := next(t, bobs)
 	if ev.Type != record.EventParked || ev.Data["request_id"] != id || !strings.HasSuffix(ev.Data["link"].(string), "/.approvals/requests/"+id) {
 		t.Fatalf("first event %+v", ev)
@@ -86,11 +88,11 @@ func TestEventStreamResumes(t *testing.T) {
 	disconnect()
 
 	// While bob is away: an approval, then a completion.
-	h.approve(carol, id)
-	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	h.Approve(carol, id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
 
 	// Resuming after the last id seen delivers exactly what was missed.
-	bobs, disconnect = h.subscribe(bob, last)
+	bobs, disconnect = subscribe(h, bob, last)
 	defer disconnect()
 	if ev := next(t, bobs); ev.Type != record.EventApproved || ev.Data["actor"] != "carol" {
 		t.Fatalf("after resume: %+v", ev)
@@ -107,17 +109,17 @@ func TestEventStreamResumes(t *testing.T) {
 	}
 
 	// After compaction, an old id is answered with a reset: re-list.
-	rev, err := h.opts.Store.Revision(context.Background())
+	rev, err := h.Opts.Store.Revision(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.cli.Compact(context.Background(), rev); err != nil {
+	if _, err := h.Cli.Compact(context.Background(), rev); err != nil {
 		t.Fatal(err)
 	}
-	old, stop := h.subscribe(bob, last)
+	old, stop := subscribe(h, bob, last)
 	defer stop()
 	if ev := next(t, old); ev.Type != "reset" {
 		t.Fatalf("after compaction: %+v", ev)
 	}
-	h.expect(h.do("GET", "/.approvals/api/v1/events", bob, "", "Last-Event-ID", "garbage"), http.StatusBadRequest, CodeBadRequest)
+	h.Expect(h.Do("GET", "/.approvals/api/v1/events", bob, "", "Last-Event-ID", "garbage"), http.StatusBadRequest, approvals.CodeBadRequest)
 }

@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"context"
@@ -7,19 +7,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
 )
 
 // TestAuthorizationMatrix tries every action with every role on requests
 // in every status, against one table of who may do what.
 func TestAuthorizationMatrix(t *testing.T) {
-	h := newHarness(t, "", nil)
+	h := approvalstest.New(t, "", nil)
 	tokens := map[string]string{
-		"requester":      h.token("alice", "ops"),
-		"approver":       h.token("bob", "approvers"),
-		"other approver": h.token("dave", "security"),
-		"admin":          h.token("audrey", "auditors"),
-		"stranger":       h.token("eve", "sales"),
+		"requester":      h.Token("alice", "ops"),
+		"approver":       h.Token("bob", "approvers"),
+		"other approver": h.Token("dave", "security"),
+		"admin":          h.Token("audrey", "auditors"),
+		"stranger":       h.Token("eve", "sales"),
 		"no token":       "",
 	}
 	roles := []string{"requester", "approver", "other approver", "admin", "stranger", "no token"}
@@ -32,9 +35,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 	want := func(role, action string, st record.Status) (int, string) {
 		switch role {
 		case "no token":
-			return http.StatusUnauthorized, CodeUnauthenticated
+			return http.StatusUnauthorized, approvals.CodeUnauthenticated
 		case "stranger", "other approver":
-			return http.StatusNotFound, CodeNotFound // existence not revealed
+			return http.StatusNotFound, approvals.CodeNotFound // existence not revealed
 		}
 		if action == "get" {
 			return http.StatusOK, ""
@@ -73,31 +76,31 @@ func TestAuthorizationMatrix(t *testing.T) {
 	inStatus := func(st record.Status) (string, string) {
 		n++
 		secret := fmt.Sprintf("justification-%d", n)
-		id := h.expect(h.do("DELETE", fmt.Sprintf("/m/%d", n), tokens["requester"], "", "Approval-Justification", secret), http.StatusAccepted, "").str("id")
+		id := h.Expect(h.Do("DELETE", fmt.Sprintf("/m/%d", n), tokens["requester"], "", "Approval-Justification", secret), http.StatusAccepted, "").Str("id")
 		mutate := func(fn func(*record.Record) error) {
-			if _, err := h.opts.Store.Mutate(context.Background(), id, "", fn); err != nil {
+			if _, err := h.Opts.Store.Mutate(context.Background(), id, "", fn); err != nil {
 				t.Fatal(err)
 			}
 		}
 		alice := record.Principal{Subject: "alice"}
 		switch st {
 		case record.Approved, record.Completing, record.Completed, record.Failed:
-			h.approve(tokens["approver"], id)
+			h.Approve(tokens["approver"], id)
 		case record.Rejected:
-			h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/reject", tokens["approver"], `{"notes":"no"}`), http.StatusOK, "")
+			h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", tokens["approver"], `{"notes":"no"}`), http.StatusOK, "")
 		case record.Canceled:
-			h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", tokens["requester"], ""), http.StatusOK, "")
+			h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", tokens["requester"], ""), http.StatusOK, "")
 		case record.Expired:
-			mutate(func(r *record.Record) error { return r.Expire(h.clock.Now()) })
+			mutate(func(r *record.Record) error { return r.Expire(h.Clock.Now()) })
 		}
 		switch st {
 		case record.Completing, record.Failed:
-			mutate(func(r *record.Record) error { return r.Claim(alice, h.clock.Now()) })
+			mutate(func(r *record.Record) error { return r.Claim(alice, h.Clock.Now()) })
 		case record.Completed:
-			h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", tokens["requester"], ""), http.StatusOK, "")
+			h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", tokens["requester"], ""), http.StatusOK, "")
 		}
 		if st == record.Failed {
-			mutate(func(r *record.Record) error { return r.Fail(record.Result{Error: "x"}, h.clock.Now()) })
+			mutate(func(r *record.Record) error { return r.Fail(record.Result{Error: "x"}, h.Clock.Now()) })
 		}
 		return id, secret
 	}
@@ -107,18 +110,18 @@ func TestAuthorizationMatrix(t *testing.T) {
 			for _, action := range actions {
 				t.Run(fmt.Sprintf("%s/%s/%s", st, role, action), func(t *testing.T) {
 					id, secret := inStatus(st)
-					var res result
+					var res testkit.Answer
 					if action == "get" {
-						res = h.do("GET", "/.approvals/api/v1/requests/"+id, tokens[role], "")
+						res = h.Do("GET", "/.approvals/api/v1/requests/"+id, tokens[role], "")
 					} else {
-						res = h.do("POST", "/.approvals/api/v1/requests/"+id+"/"+action, tokens[role], `{"notes":"n"}`)
+						res = h.Do("POST", "/.approvals/api/v1/requests/"+id+"/"+action, tokens[role], `{"notes":"n"}`)
 					}
 					status, code := want(role, action, st)
-					if res.status != status || res.errCode() != code {
-						t.Fatalf("got %d %q, want %d %q: %s", res.status, res.errCode(), status, code, res.raw)
+					if res.Status != status || res.Code() != code {
+						t.Fatalf("got %d %q, want %d %q: %s", res.Status, res.Code(), status, code, res.Raw)
 					}
-					if status >= 400 && strings.Contains(res.raw, secret) {
-						t.Fatalf("a refusal shows the request: %s", res.raw)
+					if status >= 400 && strings.Contains(res.Raw, secret) {
+						t.Fatalf("a refusal shows the request: %s", res.Raw)
 					}
 				})
 			}
@@ -126,11 +129,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	// Lists never show a stranger what is not theirs.
 	for _, view := range []string{"mine", "received"} {
-		res := h.expect(h.do("GET", "/.approvals/api/v1/requests?view="+view, tokens["stranger"], ""), http.StatusOK, "")
-		if len(res.body["requests"].([]any)) != 0 {
+		res := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view="+view, tokens["stranger"], ""), http.StatusOK, "")
+		if len(res.Body["requests"].([]any)) != 0 {
 			t.Fatalf("view=%s shows a stranger requests", view)
 		}
 	}
-	h.expect(h.do("GET", "/.approvals/api/v1/requests?view=all", tokens["approver"], ""), http.StatusForbidden, CodeForbidden)
-	h.expect(h.do("GET", "/.approvals/api/v1/audit", tokens["requester"], ""), http.StatusForbidden, CodeForbidden)
+	h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view=all", tokens["approver"], ""), http.StatusForbidden, approvals.CodeForbidden)
+	h.Expect(h.Do("GET", "/.approvals/api/v1/audit", tokens["requester"], ""), http.StatusForbidden, approvals.CodeForbidden)
 }

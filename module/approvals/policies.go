@@ -70,16 +70,16 @@ func (s *Service) servePolicies(w http.ResponseWriter, r *http.Request, who *ide
 }
 
 func (s *Service) listPolicies(w http.ResponseWriter, r *http.Request) {
-	docs, _, err := s.o.Store.RuntimePolicies(r.Context())
+	docs, _, err := s.store.RuntimePolicies(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"runtime": docs, "status": s.o.Policies.Status()})
+	writeJSON(w, http.StatusOK, map[string]any{"runtime": docs, "status": s.policies.Status()})
 }
 
 func (s *Service) getPolicy(w http.ResponseWriter, r *http.Request, name string) {
-	versions, err := s.o.Store.PolicyVersions(r.Context(), name)
+	versions, err := s.store.PolicyVersions(r.Context(), name)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -95,7 +95,7 @@ func (s *Service) getPolicy(w http.ResponseWriter, r *http.Request, name string)
 // proposePolicy validates a runtime policy change and parks it for the
 // policy approvers.
 func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *identity.Identity, name string) {
-	if !s.isAdmin(who) && !slices.ContainsFunc(s.o.PolicyApprovers, func(g string) bool { return slices.Contains(who.Groups, g) }) {
+	if !s.isAdmin(who) && !slices.ContainsFunc(s.PolicyApprovers, func(g string) bool { return slices.Contains(who.Groups, g) }) {
 		writeError(w, fail(http.StatusForbidden, CodeForbidden, "runtime policies are proposed by members of the admin or policy approver groups"))
 		return
 	}
@@ -116,7 +116,7 @@ func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *ide
 		writeError(w, err)
 		return
 	}
-	if _, err := s.o.Policies.Check(r.Context(), mods); err != nil {
+	if _, err := s.policies.Check(r.Context(), mods); err != nil {
 		writeError(w, fail(http.StatusUnprocessableEntity, CodeInvalidPolicy, err.Error()))
 		return
 	}
@@ -124,8 +124,8 @@ func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *ide
 	r.Body = io.NopCloser(strings.NewReader(string(stored)))
 	r.ContentLength = int64(len(stored))
 	r.Header.Set("Content-Type", "application/json")
-	reqs := make([]policy.Requirement, len(s.o.PolicyApprovers))
-	for i, g := range s.o.PolicyApprovers {
+	reqs := make([]policy.Requirement, len(s.PolicyApprovers))
+	for i, g := range s.PolicyApprovers {
 		reqs[i] = policy.Requirement{Group: g, Required: 1}
 	}
 	verb := "change"
@@ -134,7 +134,7 @@ func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *ide
 	}
 	d := policy.Decision{Action: policy.RequireApproval, Policy: policyChangePolicy, Resource: "policies/" + name,
 		Approvers: reqs, Reason: fmt.Sprintf("a %s of runtime policy %s needs approval from the policy approvers", verb, name)}
-	rec, err := s.park(r, parked{who: who, d: d, body: stored, now: s.o.Clock(), internal: internalPolicy,
+	rec, err := s.park(r, parked{who: who, d: d, body: stored, now: s.clock(), internal: internalPolicy,
 		method: inspect.Method{Effective: r.Method, Wire: r.Method},
 		target: inspect.Target{Path: r.URL.Path, RawPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery}})
 	if err != nil {
@@ -148,7 +148,7 @@ func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *ide
 // proposedSet returns the runtime modules with change applied to name, and
 // checks the change names its own package.
 func (s *Service) proposedSet(ctx context.Context, name string, change policyChange) ([]policy.Module, error) {
-	docs, _, err := s.o.Store.RuntimePolicies(ctx)
+	docs, _, err := s.store.RuntimePolicies(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -184,13 +184,13 @@ func (s *Service) applyPolicy(ctx context.Context, rec *record.Record, body []by
 	// The active set may have changed since the proposal: validate again.
 	mods, err := s.proposedSet(ctx, name, change)
 	if err == nil {
-		_, err = s.o.Policies.Check(ctx, mods)
+		_, err = s.policies.Check(ctx, mods)
 	}
 	if err != nil {
 		return record.Result{Status: http.StatusUnprocessableEntity, Body: "not applied: " + asAPIError(err).message}
 	}
-	doc, err := s.o.Store.ApplyPolicy(ctx, store.PolicyDoc{Name: name, Rego: change.Rego, Data: change.Data, Deleted: change.Delete,
-		ProposedBy: rec.Requester.Subject, ApprovedBy: rec.ApprovedBy(), RequestID: rec.ID, At: s.o.Clock()})
+	doc, err := s.store.ApplyPolicy(ctx, store.PolicyDoc{Name: name, Rego: change.Rego, Data: change.Data, Deleted: change.Delete,
+		ProposedBy: rec.Requester.Subject, ApprovedBy: rec.ApprovedBy(), RequestID: rec.ID, At: s.clock()})
 	if err != nil {
 		return record.Result{Error: "applying the policy change: " + err.Error()}
 	}
@@ -203,7 +203,7 @@ func (s *Service) applyPolicy(ctx context.Context, rec *record.Record, body []by
 // loadRuntime reads the runtime policies from the store and puts them in
 // force.
 func (s *Service) loadRuntime(ctx context.Context) (int64, error) {
-	docs, rev, err := s.o.Store.RuntimePolicies(ctx)
+	docs, rev, err := s.store.RuntimePolicies(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -211,7 +211,7 @@ func (s *Service) loadRuntime(ctx context.Context) (int64, error) {
 	for _, d := range docs {
 		mods = append(mods, policy.Module{Name: d.Name, Rego: d.Rego, Data: d.Data})
 	}
-	if err := s.o.Policies.SetRuntime(ctx, mods); err != nil {
+	if err := s.policies.SetRuntime(ctx, mods); err != nil {
 		return rev, err
 	}
 	s.runtimeReady.Store(true)
@@ -234,7 +234,7 @@ func (s *Service) watchRuntime(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
-	s.o.Store.WatchPolicies(ctx, rev, func() {
+	s.store.WatchPolicies(ctx, rev, func() {
 		if _, err := s.loadRuntime(ctx); err != nil {
 			s.log.Error("loading runtime policies", zap.Error(err))
 		}
@@ -257,9 +257,9 @@ func (s *Service) evaluate(w http.ResponseWriter, r *http.Request, who *identity
 		return
 	}
 	if _, ok := in.Input["time"]; !ok {
-		in.Input["time"] = s.o.Clock().UTC().Format(time.RFC3339)
+		in.Input["time"] = s.clock().UTC().Format(time.RFC3339)
 	}
-	d, err := s.o.Policies.Engine().Decide(r.Context(), in.Input)
+	d, err := s.policies.Engine().Decide(r.Context(), in.Input)
 	out := map[string]any{"decision": d}
 	if err != nil {
 		out["error"] = err.Error()

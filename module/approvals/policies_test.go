@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
 )
 
@@ -22,22 +25,22 @@ decision := {
 `
 
 func TestDryRun(t *testing.T) {
-	h := newHarness(t, writePolicy(t, dryRunPolicy), nil)
-	alice, admin := h.token("alice"), h.token("audrey", "auditors")
-	h.expect(h.do("POST", "/scripts", alice, `{"x":1}`), http.StatusCreated, "")
-	if calls := h.backend.mutating(); len(calls) != 1 || calls[0].Body != `{"x":1}` {
+	h := approvalstest.New(t, approvalstest.WritePolicy(t, dryRunPolicy), nil)
+	alice, admin := h.Token("alice"), h.Token("audrey", "auditors")
+	h.Expect(h.Do("POST", "/scripts", alice, `{"x":1}`), http.StatusCreated, "")
+	if calls := h.Backend.Mutating(); len(calls) != 1 || calls[0].Body != `{"x":1}` {
 		t.Fatalf("dry run did not pass the call: %+v", calls)
 	}
-	if h.logs.FilterMessage("dry run: would require approval").Len() != 1 {
+	if h.Logs.FilterMessage("dry run: would require approval").Len() != 1 {
 		t.Fatal("dry run not logged")
 	}
-	res := h.expect(h.do("GET", "/.approvals/api/v1/audit?action=dry_run", admin, ""), http.StatusOK, "")
-	events := res.body["events"].([]any)
+	res := h.Expect(h.Do("GET", "/.approvals/api/v1/audit?action=dry_run", admin, ""), http.StatusOK, "")
+	events := res.Body["events"].([]any)
 	if len(events) != 1 || !strings.Contains(events[0].(map[string]any)["notes"].(string), "1 from script-approvers") {
-		t.Fatalf("dry run not audited with the would-be approvers: %s", res.raw)
+		t.Fatalf("dry run not audited with the would-be approvers: %s", res.Raw)
 	}
-	mine := h.expect(h.do("GET", "/.approvals/api/v1/requests", alice, ""), http.StatusOK, "")
-	if len(mine.body["requests"].([]any)) != 0 {
+	mine := h.Expect(h.Do("GET", "/.approvals/api/v1/requests", alice, ""), http.StatusOK, "")
+	if len(mine.Body["requests"].([]any)) != 0 {
 		t.Fatal("a dry run parked a request")
 	}
 }
@@ -58,88 +61,88 @@ else := {
 
 func TestBreakGlass(t *testing.T) {
 	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
-	h := newHarness(t, writePolicy(t, breakGlassPolicy), nil)
-	oncall := h.tokenWith(map[string]any{"sub": "oncall", "groups": []string{"it-ops"}, "break_glass": true})
-	admin := h.token("audrey", "auditors")
+	h := approvalstest.New(t, approvalstest.WritePolicy(t, breakGlassPolicy), nil)
+	oncall := h.TokenWith(map[string]any{"sub": "oncall", "groups": []string{"it-ops"}, "break_glass": true})
+	admin := h.Token("audrey", "auditors")
 
-	h.expect(h.do("DELETE", "/roles/1", oncall, ""), http.StatusPreconditionRequired, CodeJustificationRequired)
-	if len(h.backend.mutating()) != 0 {
+	h.Expect(h.Do("DELETE", "/roles/1", oncall, ""), http.StatusPreconditionRequired, approvals.CodeJustificationRequired)
+	if len(h.Backend.Mutating()) != 0 {
 		t.Fatal("break-glass without a justification passed")
 	}
-	res := h.expect(h.do("DELETE", "/roles/1", oncall, "", "Approval-Justification", "INC-9 admin locked out"), http.StatusOK, "")
-	id := res.header.Get("Approval-Request-Id")
-	if len(h.backend.mutating()) != 1 || id == "" {
+	res := h.Expect(h.Do("DELETE", "/roles/1", oncall, "", "Approval-Justification", "INC-9 admin locked out"), http.StatusOK, "")
+	id := res.Header.Get("Approval-Request-Id")
+	if len(h.Backend.Mutating()) != 1 || id == "" {
 		t.Fatalf("break-glass call did not pass at once (id %q)", id)
 	}
-	rec := h.record(oncall, id)
-	if rec.str("status") != "bypassed" || historyActions(rec) != "oncall:bypassed gateway:passed" || rec.str("justification") != "INC-9 admin locked out" {
-		t.Fatalf("record %s", rec.raw)
+	rec := h.Record(oncall, id)
+	if rec.Str("status") != "bypassed" || approvalstest.HistoryActions(rec) != "oncall:bypassed gateway:passed" || rec.Str("justification") != "INC-9 admin locked out" {
+		t.Fatalf("record %s", rec.Raw)
 	}
-	if rec.body["result"].(map[string]any)["status"].(float64) != 200 {
-		t.Fatalf("backend answer not recorded: %s", rec.raw)
+	if rec.Body["result"].(map[string]any)["status"].(float64) != 200 {
+		t.Fatalf("backend answer not recorded: %s", rec.Raw)
 	}
-	audit := h.expect(h.do("GET", "/.approvals/api/v1/audit?request_id="+id, admin, ""), http.StatusOK, "")
-	if n := len(audit.body["events"].([]any)); n != 2 {
+	audit := h.Expect(h.Do("GET", "/.approvals/api/v1/audit?request_id="+id, admin, ""), http.StatusOK, "")
+	if n := len(audit.Body["events"].([]any)); n != 2 {
 		t.Fatalf("break-glass audit events: %d", n)
 	}
-	if h.logs.FilterMessage("BREAK-GLASS: call passed without approval").Len() != 1 {
+	if h.Logs.FilterMessage("BREAK-GLASS: call passed without approval").Len() != 1 {
 		t.Fatal("break-glass not logged loudly")
 	}
 	// A bypass holds no resource: a normal request for it parks.
-	h.park(h.token("alice"), "DELETE", "/roles/1", "")
+	h.Park(h.Token("alice"), "DELETE", "/roles/1", "")
 
 	// No trail, no bypass: with the store down the call does not pass.
-	h.etcd.Close()
-	h.expect(h.do("DELETE", "/roles/1", oncall, "", "Approval-Justification", "again"), http.StatusServiceUnavailable, CodeStoreUnavailable)
-	if len(h.backend.mutating()) != 1 {
+	h.Etcd.Close()
+	h.Expect(h.Do("DELETE", "/roles/1", oncall, "", "Approval-Justification", "again"), http.StatusServiceUnavailable, approvals.CodeStoreUnavailable)
+	if len(h.Backend.Mutating()) != 1 {
 		t.Fatal("break-glass passed without a record")
 	}
 }
 
 func TestHealthAndEvaluate(t *testing.T) {
 	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
-	dir := writePolicy(t, splitPolicy)
-	h := newHarness(t, dir, nil)
-	admin, alice := h.token("audrey", "auditors"), h.token("alice")
-	res := h.expect(h.do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")
-	if res.str("status") != "ok" || res.str("store") != "ok" {
-		t.Fatalf("health %s", res.raw)
+	dir := approvalstest.WritePolicy(t, splitPolicy)
+	h := approvalstest.New(t, dir, nil)
+	admin, alice := h.Token("audrey", "auditors"), h.Token("alice")
+	res := h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")
+	if res.Str("status") != "ok" || res.Str("store") != "ok" {
+		t.Fatalf("health %s", res.Raw)
 	}
-	stop := h.svc.StartSweeper()
-	waitFor(t, func() bool {
-		res := h.do("GET", "/.approvals/healthz", "", "")
-		return res.status == http.StatusOK && strings.Contains(res.raw, `"sweeper":true`)
+	stop := testkit.Run(t, h.Svc.RunSweeper)
+	testkit.WaitFor(t, func() bool {
+		res := h.Do("GET", "/.approvals/healthz", "", "")
+		return res.Status == http.StatusOK && strings.Contains(res.Raw, `"sweeper":true`)
 	})
 	stop()
-	if res := h.do("GET", "/.approvals/healthz", "", ""); !strings.Contains(res.raw, `"sweeper":false`) {
-		t.Fatalf("healthz after resigning: %s", res.raw)
+	if res := h.Do("GET", "/.approvals/healthz", "", ""); !strings.Contains(res.Raw, `"sweeper":false`) {
+		t.Fatalf("healthz after resigning: %s", res.Raw)
 	}
 	// A broken policy file: the old policies stay, health says why.
 	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package approval\n\ndecision := {\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.opts.Policies.Reload(context.Background()); err == nil {
+	if err := h.Opts.Policies.Reload(context.Background()); err == nil {
 		t.Fatal("a broken policy reloaded")
 	}
-	res = h.expect(h.do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")
-	if res.str("status") != "degraded" || !strings.Contains(res.raw, "p.rego:4") {
-		t.Fatalf("health after a broken reload: %s", res.raw)
+	res = h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")
+	if res.Str("status") != "degraded" || !strings.Contains(res.Raw, "p.rego:4") {
+		t.Fatalf("health after a broken reload: %s", res.Raw)
 	}
-	h.expect(h.do("POST", "/roles", alice, ""), http.StatusForbidden, CodeDenied) // the old policy still decides
+	h.Expect(h.Do("POST", "/roles", alice, ""), http.StatusForbidden, approvals.CodeDenied) // the old policy still decides
 
 	body := `{"input": {"request": {"method": "POST", "path": "/open"}, "identity": {"subject": "x", "groups": []}}}`
-	res = h.expect(h.do("POST", "/.approvals/api/v1/policies/evaluate", admin, body), http.StatusOK, "")
-	if res.body["decision"].(map[string]any)["action"] != "allow" {
-		t.Fatalf("evaluate: %s", res.raw)
+	res = h.Expect(h.Do("POST", "/.approvals/api/v1/policies/evaluate", admin, body), http.StatusOK, "")
+	if res.Body["decision"].(map[string]any)["action"] != "allow" {
+		t.Fatalf("evaluate: %s", res.Raw)
 	}
-	h.expect(h.do("POST", "/.approvals/api/v1/policies/evaluate", alice, body), http.StatusForbidden, CodeForbidden)
-	if len(h.backend.mutating()) != 0 {
+	h.Expect(h.Do("POST", "/.approvals/api/v1/policies/evaluate", alice, body), http.StatusForbidden, approvals.CodeForbidden)
+	if len(h.Backend.Mutating()) != 0 {
 		t.Fatal("evaluate sent something")
 	}
-	h.etcd.Close()
-	res = h.expect(h.do("GET", "/.approvals/api/v1/health", "", ""), http.StatusServiceUnavailable, "")
-	if res.str("store") != "unavailable" {
-		t.Fatalf("health with the store down: %s", res.raw)
+	h.Etcd.Close()
+	res = h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusServiceUnavailable, "")
+	if res.Str("store") != "unavailable" {
+		t.Fatalf("health with the store down: %s", res.Raw)
 	}
 }
 
@@ -154,39 +157,39 @@ decision := {"action": "deny", "policy": "freeze", "reason": data.runtime.freeze
 // has a second identity approve it on another gateway sharing the store,
 // and sees it in force on both.
 func TestRuntimePolicyProtectsItself(t *testing.T) {
-	a := newHarness(t, "../../policies", nil)
-	b := newHarnessOn(t, a.cli, a.etcd, "../../policies", nil)
-	alice := a.token("alice", "auditors")
-	bob := a.token("bob", "auditors")
-	eve := a.token("eve", "it-ops")
+	a := approvalstest.New(t, "../../policies", nil)
+	b := approvalstest.NewOn(t, a.Cli, a.Etcd, "../../policies", nil)
+	alice := a.Token("alice", "auditors")
+	bob := a.Token("bob", "auditors")
+	eve := a.Token("eve", "it-ops")
 	const policies = "/.approvals/api/v1/policies/"
 
-	put := func(tok, body string, headers ...string) result {
-		return a.do("PUT", policies+"freeze", tok, body, headers...)
+	put := func(tok, body string, headers ...string) testkit.Answer {
+		return a.Do("PUT", policies+"freeze", tok, body, headers...)
 	}
 	change, _ := json.Marshal(map[string]any{"rego": freezePolicy, "data": map[string]any{"why": "quarter close"}})
-	a.expect(put(eve, string(change), "Approval-Justification", "x"), http.StatusForbidden, CodeForbidden)
-	a.expect(put(alice, string(change)), http.StatusPreconditionRequired, CodeJustificationRequired)
+	a.Expect(put(eve, string(change), "Approval-Justification", "x"), http.StatusForbidden, approvals.CodeForbidden)
+	a.Expect(put(alice, string(change)), http.StatusPreconditionRequired, approvals.CodeJustificationRequired)
 	broken, _ := json.Marshal(map[string]any{"rego": "package approval.policies.freeze\n\ndecision := {"})
-	res := a.expect(put(alice, string(broken), "Approval-Justification", "x"), http.StatusUnprocessableEntity, CodeInvalidPolicy)
-	if !strings.Contains(res.raw, "runtime/freeze.rego") {
-		t.Fatalf("validation error does not name the module: %s", res.raw)
+	res := a.Expect(put(alice, string(broken), "Approval-Justification", "x"), http.StatusUnprocessableEntity, approvals.CodeInvalidPolicy)
+	if !strings.Contains(res.Raw, "runtime/freeze.rego") {
+		t.Fatalf("validation error does not name the module: %s", res.Raw)
 	}
 	wrongPkg, _ := json.Marshal(map[string]any{"rego": "package approval\n\nx := 1\n"})
-	a.expect(put(alice, string(wrongPkg), "Approval-Justification", "x"), http.StatusUnprocessableEntity, CodeInvalidPolicy)
+	a.Expect(put(alice, string(wrongPkg), "Approval-Justification", "x"), http.StatusUnprocessableEntity, approvals.CodeInvalidPolicy)
 
-	res = a.expect(put(alice, string(change), "Approval-Justification", "freeze app changes for the quarter close"), http.StatusAccepted, "")
-	id := res.str("id")
-	if res.str("policy") != "gateway-policies" || res.str("resource") != "policies/freeze" {
-		t.Fatalf("parked change: %s", res.raw)
+	res = a.Expect(put(alice, string(change), "Approval-Justification", "freeze app changes for the quarter close"), http.StatusAccepted, "")
+	id := res.Str("id")
+	if res.Str("policy") != "gateway-policies" || res.Str("resource") != "policies/freeze" {
+		t.Fatalf("parked change: %s", res.Raw)
 	}
 	// Not in force before approval.
-	a.expect(a.do("POST", "/apps", eve, "", "Approval-Justification", "j"), http.StatusAccepted, "")
-	a.expect(a.do("POST", "/.approvals/api/v1/requests/"+id+"/approve", alice, ""), http.StatusForbidden, record.CodeSelfApproval)
-	b.expect(b.do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"agreed with finance"}`), http.StatusOK, "")
-	res = a.expect(a.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
-	if !strings.Contains(res.raw, `"version":1`) {
-		t.Fatalf("complete answered %s", res.raw)
+	a.Expect(a.Do("POST", "/apps", eve, "", "Approval-Justification", "j"), http.StatusAccepted, "")
+	a.Expect(a.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", alice, ""), http.StatusForbidden, record.CodeSelfApproval)
+	b.Expect(b.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"agreed with finance"}`), http.StatusOK, "")
+	res = a.Expect(a.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	if !strings.Contains(res.Raw, `"version":1`) {
+		t.Fatalf("complete answered %s", res.Raw)
 	}
 
 	// In force on both gateways.
@@ -196,48 +199,48 @@ func TestRuntimePolicyProtectsItself(t *testing.T) {
 			dumpLogs(t, b)
 		}
 	})
-	for _, g := range []*harness{a, b} {
-		waitFor(t, func() bool {
-			return g.do("PUT", "/apps/1", eve, "", "Approval-Justification", "j").errCode() == CodeDenied
+	for _, g := range []*approvalstest.Harness{a, b} {
+		testkit.WaitFor(t, func() bool {
+			return g.Do("PUT", "/apps/1", eve, "", "Approval-Justification", "j").Code() == approvals.CodeDenied
 		})
 	}
-	res = b.expect(b.do("PUT", "/apps/2", eve, "", "Approval-Justification", "j"), http.StatusForbidden, CodeDenied)
-	if res.body["error"].(map[string]any)["message"] != "quarter close" {
-		t.Fatalf("deny reason from the runtime data: %s", res.raw)
+	res = b.Expect(b.Do("PUT", "/apps/2", eve, "", "Approval-Justification", "j"), http.StatusForbidden, approvals.CodeDenied)
+	if res.Body["error"].(map[string]any)["message"] != "quarter close" {
+		t.Fatalf("deny reason from the runtime data: %s", res.Raw)
 	}
-	if len(a.backend.mutating())+len(b.backend.mutating()) != 0 {
+	if len(a.Backend.Mutating())+len(b.Backend.Mutating()) != 0 {
 		t.Fatal("a policy change or a frozen call reached a backend")
 	}
-	res = b.expect(b.do("GET", policies+"freeze", eve, ""), http.StatusOK, "")
-	v := res.body["versions"].([]any)[0].(map[string]any)
+	res = b.Expect(b.Do("GET", policies+"freeze", eve, ""), http.StatusOK, "")
+	v := res.Body["versions"].([]any)[0].(map[string]any)
 	if v["proposed_by"] != "alice" || v["approved_by"].([]any)[0] != "bob" || v["request_id"] != id {
-		t.Fatalf("version does not keep who proposed and approved: %s", res.raw)
+		t.Fatalf("version does not keep who proposed and approved: %s", res.Raw)
 	}
 
 	// Removing it is protected the same way.
-	res = a.expect(a.do("DELETE", policies+"freeze", bob, "", "Approval-Justification", "quarter closed"), http.StatusAccepted, "")
-	del := res.str("id")
-	b.expect(b.do("POST", "/.approvals/api/v1/requests/"+del+"/approve", alice, ""), http.StatusOK, "")
-	a.expect(a.do("POST", "/.approvals/api/v1/requests/"+del+"/complete", bob, ""), http.StatusOK, "")
-	for i, g := range []*harness{a, b} {
-		waitFor(t, func() bool {
-			return g.do("PUT", "/apps/"+string(rune('3'+i)), eve, "", "Approval-Justification", "j").status == http.StatusAccepted
+	res = a.Expect(a.Do("DELETE", policies+"freeze", bob, "", "Approval-Justification", "quarter closed"), http.StatusAccepted, "")
+	del := res.Str("id")
+	b.Expect(b.Do("POST", "/.approvals/api/v1/requests/"+del+"/approve", alice, ""), http.StatusOK, "")
+	a.Expect(a.Do("POST", "/.approvals/api/v1/requests/"+del+"/complete", bob, ""), http.StatusOK, "")
+	for i, g := range []*approvalstest.Harness{a, b} {
+		testkit.WaitFor(t, func() bool {
+			return g.Do("PUT", "/apps/"+string(rune('3'+i)), eve, "", "Approval-Justification", "j").Status == http.StatusAccepted
 		})
 	}
-	res = a.expect(a.do("GET", policies+"freeze", eve, ""), http.StatusOK, "")
-	if res.body["in_force"] != false || len(res.body["versions"].([]any)) != 2 {
-		t.Fatalf("after removal: %s", res.raw)
+	res = a.Expect(a.Do("GET", policies+"freeze", eve, ""), http.StatusOK, "")
+	if res.Body["in_force"] != false || len(res.Body["versions"].([]any)) != 2 {
+		t.Fatalf("after removal: %s", res.Raw)
 	}
-	admin := a.token("audrey", "auditors")
-	audit := a.expect(a.do("GET", "/.approvals/api/v1/audit?action=policy_changed", admin, ""), http.StatusOK, "")
-	if len(audit.body["events"].([]any)) != 1 {
-		t.Fatalf("policy change not audited: %s", audit.raw)
+	admin := a.Token("audrey", "auditors")
+	audit := a.Expect(a.Do("GET", "/.approvals/api/v1/audit?action=policy_changed", admin, ""), http.StatusOK, "")
+	if len(audit.Body["events"].([]any)) != 1 {
+		t.Fatalf("policy change not audited: %s", audit.Raw)
 	}
 	_ = time.Second
 }
 
-func dumpLogs(t *testing.T, h *harness) {
-	for _, e := range h.logs.All() {
+func dumpLogs(t *testing.T, h *approvalstest.Harness) {
+	for _, e := range h.Logs.All() {
 		if e.Level >= 1 {
 			t.Logf("%s %v", e.Message, e.ContextMap())
 		}

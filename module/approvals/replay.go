@@ -51,7 +51,7 @@ func stripTrustHeaders(h http.Header) {
 // at most once, since only one claim can move it from approved to
 // completing. The backend's answer goes to the caller as is.
 func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string, next Next) {
-	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
+	cw := &captureWriter{ResponseWriter: w, limit: s.ResultExcerpt}
 	final, err := s.claimAndReplay(cw, r, who, id, r.Header.Get("Authorization"), next)
 	if cw.status != 0 {
 		return // the backend's answer is the caller's answer
@@ -72,13 +72,13 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 // from the API and from the console.
 func (s *Service) claimAndReplay(cw *captureWriter, r *http.Request, who *identity.Identity, id, auth string, next Next) (*record.Record, error) {
 	p := s.principal(who)
-	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.o.Clock()) })
+	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.clock()) })
 	if err != nil {
 		return nil, err
 	}
 	s.audit(rec, who.Subject, "completing", "", r)
 	// Before the replay: the backend's answer may go straight to the caller.
-	s.o.Annotate(r, "approval_completing", rec.Policy, rec)
+	s.annotate(r, "approval_completing", rec.Policy, rec)
 	return s.replay(cw, r, rec, auth, next)
 }
 
@@ -87,7 +87,7 @@ func (s *Service) claimAndReplay(cw *captureWriter, r *http.Request, who *identi
 // auth is the Authorization to send: the complete call's own, or none.
 func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record, auth string, next Next) (*record.Record, error) {
 	id := rec.ID
-	body, err := s.o.Store.Payload(r.Context(), id)
+	body, err := s.store.Payload(r.Context(), id)
 	if err != nil {
 		// The claim stands: the request is never replayed twice. It ends
 		// failed once the claim times out.
@@ -95,11 +95,11 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 		return nil, err
 	}
 	var creds http.Header
-	if auth == "" && s.o.Sealer != nil {
+	if auth == "" && s.sealer != nil {
 		// Auto-complete: the credentials sealed at park, opened only now.
-		b, err := s.o.Store.Sealed(r.Context(), id)
+		b, err := s.store.Sealed(r.Context(), id)
 		if err == nil && b != nil {
-			creds, err = s.o.Sealer.Open(id, b)
+			creds, err = s.sealer.Open(id, b)
 		}
 		if err != nil {
 			return s.finishReplay(r, id, record.Result{Error: "the sealed replay credentials cannot be used: " + err.Error()}, false)
@@ -141,8 +141,8 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 func (s *Service) finishReplay(r *http.Request, id string, res record.Result, answered bool) (*record.Record, error) {
 	ctx, cancel := detached(r.Context())
 	defer cancel()
-	now := s.o.Clock()
-	final, err := s.storeMutate(ctx, id, s.o.ClientIP(r), func(rec *record.Record) error {
+	now := s.clock()
+	final, err := s.storeMutate(ctx, id, s.clientIP(r), func(rec *record.Record) error {
 		if !answered {
 			if res.Error == "" {
 				res.Error = "the backend gave no answer"
@@ -156,7 +156,7 @@ func (s *Service) finishReplay(r *http.Request, id string, res record.Result, an
 		return nil, err
 	}
 	s.audit(final, record.SystemActor, string(final.Status), "", r)
-	s.o.Annotate(r, "approval_"+string(final.Status), final.Policy, final)
+	s.annotate(r, "approval_"+string(final.Status), final.Policy, final)
 	return final, nil
 }
 

@@ -1,4 +1,4 @@
-package approvals
+package approvals_test
 
 import (
 	"bytes"
@@ -7,16 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-func sealer(t *testing.T, keys ...string) *Sealer {
+func sealer(t *testing.T, keys ...string) *approvals.Sealer {
 	t.Helper()
 	var kb [][]byte
 	for _, k := range keys {
 		kb = append(kb, []byte(strings.Repeat(k, 32)[:32]))
 	}
-	s, err := NewSealer(kb, []string{"X-Api-Key"})
+	s, err := approvals.NewSealer(kb, []string{"X-Api-Key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,47 +45,47 @@ func storeHolds(t *testing.T, cli *clientv3.Client, s string) bool {
 // listed headers, which are stored only sealed, opened only for the replay,
 // and gone once the request ends; keys rotate.
 func TestSealedReplayCredentials(t *testing.T) {
-	policyDir := writePolicy(t, autoPolicy)
-	a := newHarness(t, policyDir, func(o *Options) { o.Sealer = sealer(t, "a") })
-	alice, bob, carol := a.token("alice"), a.token("bob", "approvers"), a.token("carol", "approvers")
+	policyDir := approvalstest.WritePolicy(t, autoPolicy)
+	a := approvalstest.New(t, policyDir, func(o *approvalstest.Options) { o.Sealer = sealer(t, "a") })
+	alice, bob, carol := a.Token("alice"), a.Token("bob", "approvers"), a.Token("carol", "approvers")
 	park := func(path string) string {
-		return a.expect(a.do("POST", path, alice, `{}`, "Approval-Justification", "j", "X-Api-Key", "k-secret-123"), http.StatusAccepted, "").str("id")
+		return a.Expect(a.Do("POST", path, alice, `{}`, "Approval-Justification", "j", "X-Api-Key", "k-secret-123"), http.StatusAccepted, "").Str("id")
 	}
 	id := park("/scripts/1")
-	if storeHolds(t, a.cli, alice) || storeHolds(t, a.cli, "k-secret-123") {
+	if storeHolds(t, a.Cli, alice) || storeHolds(t, a.Cli, "k-secret-123") {
 		t.Fatal("a credential is stored in plain text")
 	}
-	a.approve(bob, id)
-	if res := a.approve(carol, id); res.str("status") != "completed" {
-		t.Fatalf("auto-complete: %s", res.raw)
+	a.Approve(bob, id)
+	if res := a.Approve(carol, id); res.Str("status") != "completed" {
+		t.Fatalf("auto-complete: %s", res.Raw)
 	}
-	calls := a.backend.mutating()
+	calls := a.Backend.Mutating()
 	if len(calls) != 1 || calls[0].Header.Get("Authorization") != "Bearer "+alice || calls[0].Header.Get("X-Api-Key") != "k-secret-123" {
 		t.Fatalf("replay did not carry the sealed credentials: %+v", calls)
 	}
-	resp, _ := a.cli.Get(context.Background(), "/approvals/sealed/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, _ := a.Cli.Get(context.Background(), "/approvals/sealed/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if resp.Count != 0 {
 		t.Fatal("sealed credentials outlive the request")
 	}
 
 	// Rotation: a gateway with a new key first and the old one second opens
 	// what the old key sealed.
-	rotated := newHarnessOn(t, a.cli, a.etcd, policyDir, func(o *Options) { o.Sealer = sealer(t, "b", "a") })
+	rotated := approvalstest.NewOn(t, a.Cli, a.Etcd, policyDir, func(o *approvalstest.Options) { o.Sealer = sealer(t, "b", "a") })
 	id2 := park("/scripts/2")
-	rotated.approve(bob, id2)
-	if res := rotated.approve(carol, id2); res.str("status") != "completed" || rotated.backend.mutating()[0].Header.Get("X-Api-Key") != "k-secret-123" {
-		t.Fatalf("rotated key: %s", res.raw)
+	rotated.Approve(bob, id2)
+	if res := rotated.Approve(carol, id2); res.Str("status") != "completed" || rotated.Backend.Mutating()[0].Header.Get("X-Api-Key") != "k-secret-123" {
+		t.Fatalf("rotated key: %s", res.Raw)
 	}
 	// Without the old key, the replay fails rather than go out without
 	// its credentials.
-	newOnly := newHarnessOn(t, a.cli, a.etcd, policyDir, func(o *Options) { o.Sealer = sealer(t, "b") })
+	newOnly := approvalstest.NewOn(t, a.Cli, a.Etcd, policyDir, func(o *approvalstest.Options) { o.Sealer = sealer(t, "b") })
 	id3 := park("/scripts/3")
-	newOnly.approve(bob, id3)
-	res := newOnly.approve(carol, id3)
-	if res.str("status") != "failed" || !strings.Contains(res.raw, "not configured") || len(newOnly.backend.mutating()) != 0 {
-		t.Fatalf("unknown key: %s", res.raw)
+	newOnly.Approve(bob, id3)
+	res := newOnly.Approve(carol, id3)
+	if res.Str("status") != "failed" || !strings.Contains(res.Raw, "not configured") || len(newOnly.Backend.Mutating()) != 0 {
+		t.Fatalf("unknown key: %s", res.Raw)
 	}
-	if _, err := NewSealer([][]byte{[]byte("short")}, nil); err == nil {
+	if _, err := approvals.NewSealer([][]byte{[]byte("short")}, nil); err == nil {
 		t.Fatal("a short key was accepted")
 	}
 }

@@ -71,17 +71,32 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*identity.Identity, error)
 }
 
-// Options configures a Service.
-type Options struct {
+// Deps are what a Service is built from.
+type Deps struct {
 	Store    *store.Store
 	Identity Authenticator
 	// Policies are the access policies, kept current from files and the
 	// store.
 	Policies *policy.Reloader
-	// PolicyApprovers approve runtime policy changes (one from each
-	// group). Default: AdminGroups.
-	PolicyApprovers []string
+	// Metrics, when set, are told of decisions and request changes.
+	Metrics Metrics
+	// Annotate, when set, is told of each decision and each request change
+	// made in a request (rec is nil for allow and deny): the Caddy handler
+	// sets placeholders for the access log and emits Caddy events.
+	Annotate func(r *http.Request, event string, policy string, rec *record.Record)
+	// Sealer, when set, seals the credentials of auto-complete requests at
+	// park and opens them only for the replay (replay_credentials sealed).
+	Sealer *Sealer
+	// ClientIP returns the client address of a request. Default: the host
+	// of RemoteAddr.
+	ClientIP func(*http.Request) string
+	// Clock returns the current time. Default time.Now.
+	Clock  func() time.Time
+	Logger *zap.Logger
+}
 
+// Settings are what a Service reads; a zero value takes its default.
+type Settings struct {
 	// Methods are judged; others pass untouched. Default: every method but
 	// GET, HEAD, OPTIONS and TRACE.
 	Methods []string
@@ -100,6 +115,9 @@ type Options struct {
 	Prefix string
 	// AdminGroups may list every request.
 	AdminGroups []string
+	// PolicyApprovers approve runtime policy changes (one from each
+	// group). Default: AdminGroups.
+	PolicyApprovers []string
 	// ApprovalExpiry is the time to reach the quorum; CompletionExpiry the
 	// time from approval to completion. Default 720h each.
 	ApprovalExpiry   time.Duration
@@ -128,67 +146,41 @@ type Options struct {
 	// ReminderLead is how long before a request expires the sweeper raises
 	// an expiring event. Default 24h; negative: no reminders.
 	ReminderLead time.Duration
-
-	// Console, when set, serves the web console under Prefix.
-	Console *ConsoleOptions
-
-	// Metrics, when set, are told of decisions and request changes.
-	Metrics Metrics
-	// Annotate, when set, is told of each decision and each request change
-	// made in a request (rec is nil for allow and deny): the Caddy handler
-	// sets placeholders for the access log and emits Caddy events.
-	Annotate func(r *http.Request, event string, policy string, rec *record.Record)
-
-	// Sealer, when set, seals the credentials of auto-complete requests at
-	// park and opens them only for the replay (replay_credentials sealed).
-	Sealer *Sealer
-
-	// Webhooks receive the events, delivered by one elected gateway.
-	Webhooks []Webhook
-	// EventSource is the CloudEvents source. Default: "approval-gateway" +
-	// Prefix.
-	EventSource string
-	// PublicURL is the gateway's base URL for links in notifications.
-	PublicURL string
-	// RetryBase is the first retry delay of a failed delivery, doubled
-	// each time; MaxDeliveryAttempts bounds the tries. Defaults 1s and 12.
-	RetryBase           time.Duration
-	MaxDeliveryAttempts int
-
 	// CaseSensitiveSubjects compares subjects exactly for self-approval,
 	// "one approval per identity" and who the requester is; by default
 	// they are compared by Unicode case folding (record.SubjectKey). The
 	// store must be built with the same setting.
 	CaseSensitiveSubjects bool
-
-	// ClientIP returns the client address of a request. Default: the host
-	// of RemoteAddr.
-	ClientIP func(*http.Request) string
-	// Clock returns the current time. Default time.Now.
-	Clock  func() time.Time
-	Logger *zap.Logger
 }
 
-// Service is the gateway's core. It holds no request state: all of it is
+// Service is the request flow. It holds no request state: all of it is
 // in the store.
 type Service struct {
-	o       Options
-	api     string          // Prefix + "/api/v1"
-	methods map[string]bool // nil: every method but the safe ones
+	// Settings are the service's settings, defaults filled in.
+	Settings
+
+	store    *store.Store
+	ident    Authenticator
+	policies *policy.Reloader
+	metrics  Metrics
+	annotate func(r *http.Request, event string, policy string, rec *record.Record)
+	sealer   *Sealer
+	clientIP func(*http.Request) string
+	clock    func() time.Time
+	log      *zap.Logger
+
+	api     string                 // Prefix + "/api/v1"
+	methods map[string]bool        // nil: every method but the safe ones
 	inspect inspect.Options
-	log     *zap.Logger
-	console *console
+	pages   Pages // the console, when on
 	// runtimeReady is set once the runtime policies were read from the
 	// store; until then judged calls answer 503.
 	runtimeReady atomic.Bool
-	// sweeping and notifying say whether this gateway is the elected
-	// sweeper or notifier (shown by the health check).
-	sweeping, notifying atomic.Bool
 }
 
-// New checks opts, fills in defaults and returns a Service.
-func New(o Options) (*Service, error) {
-	if o.Store == nil || o.Identity == nil || o.Policies == nil {
+// New checks its arguments, fills in defaults and returns a Service.
+func New(d Deps, o Settings) (*Service, error) {
+	if d.Store == nil || d.Identity == nil || d.Policies == nil {
 		return nil, errors.New("approvals: store, identity and policy are required")
 	}
 	var methods map[string]bool
@@ -223,40 +215,34 @@ func New(o Options) (*Service, error) {
 	if o.ReminderLead == 0 {
 		o.ReminderLead = 24 * time.Hour
 	}
-	defaultTo(&o.RetryBase, time.Second)
-	defaultTo(&o.MaxDeliveryAttempts, 12)
-	if o.EventSource == "" {
-		o.EventSource = "approval-gateway" + o.Prefix
-	}
 	if len(o.PolicyApprovers) == 0 {
 		o.PolicyApprovers = o.AdminGroups
 	}
-	if o.ClientIP == nil {
-		o.ClientIP = remoteHost
-	}
-	if o.Clock == nil {
-		o.Clock = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
-	}
-	if o.Metrics == nil {
-		o.Metrics = noMetrics{}
-	}
-	if o.Annotate == nil {
-		o.Annotate = func(*http.Request, string, string, *record.Record) {}
-	}
-	s := &Service{o: o, api: o.Prefix + "/api/v1", methods: methods, log: o.Logger,
+	s := &Service{Settings: o, store: d.Store, ident: d.Identity, policies: d.Policies, metrics: d.Metrics,
+		annotate: d.Annotate, sealer: d.Sealer, clientIP: d.ClientIP, clock: d.Clock, log: d.Logger,
+		api: o.Prefix + "/api/v1", methods: methods,
 		inspect: inspect.Options{MaxBody: o.MaxBody, JudgeMethodOverride: o.JudgeMethodOverride, JudgeAmbiguousPaths: o.JudgeAmbiguousPaths}}
-	if o.Console != nil {
-		c, err := newConsole(s, *o.Console)
-		if err != nil {
-			return nil, err
-		}
-		s.console = c
+	if s.metrics == nil {
+		s.metrics = noMetrics{}
+	}
+	if s.annotate == nil {
+		s.annotate = func(*http.Request, string, string, *record.Record) {}
+	}
+	if s.clientIP == nil {
+		s.clientIP = remoteHost
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
 	}
 	return s, nil
 }
+
+// Ready reports whether the runtime policies are loaded: until then
+// judged calls answer 503.
+func (s *Service) Ready() bool { return s.runtimeReady.Load() }
 
 // defaultTo sets *v to def when it is not positive.
 func defaultTo[T int | int64 | time.Duration](v *T, def T) {
@@ -269,13 +255,13 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 // to next.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripTrustHeaders(r.Header)
-	if p := r.URL.Path; p == s.o.Prefix || strings.HasPrefix(p, s.o.Prefix+"/") {
-		if p == s.o.Prefix+"/healthz" {
+	if p := r.URL.Path; p == s.Prefix || strings.HasPrefix(p, s.Prefix+"/") {
+		if p == s.Prefix+"/healthz" {
 			s.health(w, r)
 			return nil
 		}
-		if s.console != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {
-			s.console.serve(w, r, next)
+		if s.pages != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {
+			s.pages.ServeHTTP(w, r, next)
 			return nil
 		}
 		s.serveAPI(w, r, next)
@@ -346,7 +332,7 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 	}
 	// The policy in force now decides; the body is read only if it reads
 	// bodies, or if the body could hold a _method field.
-	pol := s.o.Policies.Engine().Current()
+	pol := s.policies.Engine().Current()
 	var body *inspect.Body
 	if pol.Use.Body || (hasBody(r) && inspect.MayOverride(r.Header)) {
 		if body, err = s.readBody(r); err == nil {
@@ -357,9 +343,9 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 			return nil
 		}
 	}
-	now := s.o.Clock()
+	now := s.clock()
 	call := policy.Call{Method: m.Effective, WireMethod: m.Wire, Path: tgt.Path, RawPath: tgt.RawPath, Host: r.Host,
-		Query: tgt.Query, Header: r.Header, ContentType: inspect.MediaType(r.Header), RemoteIP: s.o.ClientIP(r)}
+		Query: tgt.Query, Header: r.Header, ContentType: inspect.MediaType(r.Header), RemoteIP: s.clientIP(r)}
 	if body != nil {
 		call.Body, call.BodySize, call.BodySHA256 = body.Value, len(body.Raw), body.SHA256
 	}
@@ -368,9 +354,9 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 		s.log.Error("policy gave no valid decision; denying", zap.Error(err),
 			zap.String("subject", who.Subject), zap.String("method", m.Effective), zap.String("path", tgt.Path))
 	}
-	s.o.Metrics.Decision(d.Action, d.Policy)
+	s.metrics.Decision(d.Action, d.Policy)
 	if d.Action != policy.RequireApproval {
-		s.o.Annotate(r, "approval_decided", d.Policy, &record.Record{Status: record.Status(d.Action)})
+		s.annotate(r, "approval_decided", d.Policy, &record.Record{Status: record.Status(d.Action)})
 	}
 	s.log.Info("decision", zap.String("action", d.Action), zap.String("policy", d.Policy),
 		zap.String("subject", who.Subject), zap.String("method", m.Effective), zap.String("path", tgt.Path),
@@ -416,15 +402,15 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 // readBody reads a judged call's body, bounded by MaxBody, and leaves the
 // same bytes in r for the next handler.
 func (s *Service) readBody(r *http.Request) (*inspect.Body, error) {
-	if r.ContentLength > s.o.MaxBody {
-		return nil, inspect.TooLarge(s.o.MaxBody)
+	if r.ContentLength > s.MaxBody {
+		return nil, inspect.TooLarge(s.MaxBody)
 	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, s.o.MaxBody+1))
+	raw, err := io.ReadAll(io.LimitReader(r.Body, s.MaxBody+1))
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, CodeBadRequest, "reading the request body failed")
 	}
-	if int64(len(raw)) > s.o.MaxBody {
-		return nil, inspect.TooLarge(s.o.MaxBody)
+	if int64(len(raw)) > s.MaxBody {
+		return nil, inspect.TooLarge(s.MaxBody)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	r.ContentLength = int64(len(raw))
@@ -462,9 +448,9 @@ func (s *Service) justification(r *http.Request, d policy.Decision) (string, err
 	if !utf8.ValidString(just) {
 		return "", fail(http.StatusBadRequest, CodeBadRequest, "the justification is not UTF-8 text")
 	}
-	if n := len([]rune(just)); n > s.o.MaxJustification {
+	if n := len([]rune(just)); n > s.MaxJustification {
 		return "", fail(http.StatusBadRequest, CodeJustificationTooLong,
-			fmt.Sprintf("the justification has %d characters; at most %d are allowed", n, s.o.MaxJustification))
+			fmt.Sprintf("the justification has %d characters; at most %d are allowed", n, s.MaxJustification))
 	}
 	return just, nil
 }
@@ -475,7 +461,7 @@ func (s *Service) justification(r *http.Request, d policy.Decision) (string, err
 func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Record, error) {
 	op := record.Operation{
 		Method: c.method.Effective, Path: c.target.Path, RawPath: c.target.RawPath, RawQuery: c.target.RawQuery, Host: r.Host,
-		Headers: storableHeaders(r.Header, s.o.Sealer), BodySize: len(c.body), Internal: c.internal,
+		Headers: storableHeaders(r.Header, s.sealer), BodySize: len(c.body), Internal: c.internal,
 	}
 	if c.method.Wire != c.method.Effective {
 		op.WireMethod = c.method.Wire
@@ -484,7 +470,7 @@ func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Rec
 	for i, a := range c.d.Approvers {
 		reqs[i] = record.Requirement{Group: a.Group, Required: a.Required}
 	}
-	expiry := s.o.ApprovalExpiry
+	expiry := s.ApprovalExpiry
 	if c.d.ExpiresIn > 0 {
 		expiry = c.d.ExpiresIn
 	}
@@ -499,8 +485,8 @@ func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Rec
 		Operation: op, PayloadSHA256: record.PayloadHash(op, c.body),
 		Approvers: record.NewRequirements(reqs),
 		CreatedAt: c.now, UpdatedAt: c.now, ExpiresAt: c.now.Add(expiry),
-		CompletionExpiry: record.Duration(s.o.CompletionExpiry),
-		AutoComplete:     c.d.Complete == "auto" || (c.d.Complete == "" && s.o.AutoComplete),
+		CompletionExpiry: record.Duration(s.CompletionExpiry),
+		AutoComplete:     c.d.Complete == "auto" || (c.d.Complete == "" && s.AutoComplete),
 		History:          []record.Event{{At: c.now, Actor: c.who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
 	}
 	return rec, nil
@@ -517,18 +503,18 @@ func (s *Service) park(r *http.Request, c parked) (*record.Record, error) {
 		return nil, err
 	}
 	var sealedCreds []byte
-	if s.o.Sealer != nil && rec.AutoComplete {
-		if sealedCreds, err = s.o.Sealer.Seal(rec.ID, r.Header); err != nil {
+	if s.sealer != nil && rec.AutoComplete {
+		if sealedCreds, err = s.sealer.Seal(rec.ID, r.Header); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.o.Store.Create(r.Context(), rec, c.body, store.CreateOptions{MaxPending: max(0, s.o.MaxPendingPerIdentity),
-		ClientIP: s.o.ClientIP(r), Sealed: sealedCreds}); err != nil {
+	if err := s.store.Create(r.Context(), rec, c.body, store.CreateOptions{MaxPending: max(0, s.MaxPendingPerIdentity),
+		ClientIP: s.clientIP(r), Sealed: sealedCreds}); err != nil {
 		s.log.Warn("park refused", zap.String("subject", c.who.Subject), zap.String("resource", c.d.Resource), zap.Error(err))
 		return nil, err
 	}
-	s.o.Metrics.Recorded(rec, 0)
-	s.o.Annotate(r, "approval_parked", rec.Policy, rec)
+	s.metrics.Recorded(rec, 0)
+	s.annotate(r, "approval_parked", rec.Policy, rec)
 	s.audit(rec, c.who.Subject, "parked", "", r)
 	return rec, nil
 }
@@ -536,12 +522,12 @@ func (s *Service) park(r *http.Request, c parked) (*record.Record, error) {
 // storeMutate is Store.Mutate, counting the transitions it records.
 func (s *Service) storeMutate(ctx context.Context, id, clientIP string, fn func(*record.Record) error) (*record.Record, error) {
 	seen := 0
-	rec, err := s.o.Store.Mutate(ctx, id, clientIP, func(r *record.Record) error {
+	rec, err := s.store.Mutate(ctx, id, clientIP, func(r *record.Record) error {
 		seen = len(r.History)
 		return fn(r)
 	})
 	if err == nil {
-		s.o.Metrics.Recorded(rec, seen)
+		s.metrics.Recorded(rec, seen)
 	}
 	return rec, err
 }
@@ -556,8 +542,8 @@ func (s *Service) dryRun(r *http.Request, who *identity.Identity, d policy.Decis
 	notes := fmt.Sprintf("would require approval (%s): %s %s", strings.Join(groups, ", "), m.Effective, tgt.RawPath)
 	s.log.Info("dry run: would require approval", zap.String("policy", d.Policy), zap.String("subject", who.Subject),
 		zap.String("resource", d.Resource), zap.Strings("approvers", groups), zap.String("method", m.Effective), zap.String("path", tgt.Path))
-	err := s.o.Store.AppendAudit(r.Context(), record.AuditEvent{At: now, Actor: who.Subject, Action: "dry_run",
-		Notes: notes, ClientIP: s.o.ClientIP(r), Policy: d.Policy, Resource: d.Resource, Requester: who.Subject})
+	err := s.store.AppendAudit(r.Context(), record.AuditEvent{At: now, Actor: who.Subject, Action: "dry_run",
+		Notes: notes, ClientIP: s.clientIP(r), Policy: d.Policy, Resource: d.Resource, Requester: who.Subject})
 	if err != nil {
 		s.log.Error("recording a dry run", zap.Error(err))
 	}
@@ -580,23 +566,23 @@ func (s *Service) breakGlass(w http.ResponseWriter, r *http.Request, c parked, n
 	rec.Status = record.Bypassed
 	rec.ExpiresAt = c.now
 	rec.History[0] = record.Event{At: c.now, Actor: c.who.Subject, Action: "bypassed", To: record.Bypassed, Notes: just}
-	if err := s.o.Store.CreateBypassed(r.Context(), rec, c.body, s.o.ClientIP(r)); err != nil {
+	if err := s.store.CreateBypassed(r.Context(), rec, c.body, s.clientIP(r)); err != nil {
 		writeError(w, err)
 		return nil
 	}
-	s.o.Metrics.Recorded(rec, 0)
-	s.o.Annotate(r, "approval_bypassed", rec.Policy, rec)
+	s.metrics.Recorded(rec, 0)
+	s.annotate(r, "approval_bypassed", rec.Policy, rec)
 	s.log.Warn("BREAK-GLASS: call passed without approval", zap.String("request_id", rec.ID), zap.String("subject", c.who.Subject),
 		zap.String("policy", c.d.Policy), zap.String("resource", c.d.Resource), zap.String("method", c.method.Effective),
-		zap.String("path", c.target.Path), zap.String("client_ip", s.o.ClientIP(r)))
-	cw := &captureWriter{ResponseWriter: w, limit: s.o.ResultExcerpt}
+		zap.String("path", c.target.Path), zap.String("client_ip", s.clientIP(r)))
+	cw := &captureWriter{ResponseWriter: w, limit: s.ResultExcerpt}
 	cw.Header().Set(RequestIDHeader, rec.ID)
 	nerr := next(cw, r)
 	res := cw.result(nerr)
 	ctx, cancel := detached(r.Context())
 	defer cancel()
-	if _, err := s.storeMutate(ctx, rec.ID, s.o.ClientIP(r), func(rec *record.Record) error {
-		rec.NoteBypassResult(res, s.o.Clock())
+	if _, err := s.storeMutate(ctx, rec.ID, s.clientIP(r), func(rec *record.Record) error {
+		rec.NoteBypassResult(res, s.clock())
 		return nil
 	}); err != nil {
 		s.log.Error("recording a break-glass call's answer", zap.String("request_id", rec.ID), zap.Error(err))
@@ -633,13 +619,13 @@ func storableHeaders(h http.Header, sealer *Sealer) http.Header {
 
 // authenticate verifies the caller's token.
 func (s *Service) authenticate(r *http.Request) (*identity.Identity, error) {
-	who, err := s.o.Identity.Authenticate(r)
+	who, err := s.ident.Authenticate(r)
 	if err != nil {
 		e := fail(http.StatusUnauthorized, CodeUnauthenticated, "a valid bearer token is required")
 		if errors.Is(err, identity.ErrNoToken) {
 			return nil, e.with("no_token", true)
 		}
-		s.log.Info("authentication failed", zap.Error(err), zap.String("client_ip", s.o.ClientIP(r)))
+		s.log.Info("authentication failed", zap.Error(err), zap.String("client_ip", s.clientIP(r)))
 		return nil, e
 	}
 	return who, nil
@@ -648,11 +634,11 @@ func (s *Service) authenticate(r *http.Request) (*identity.Identity, error) {
 // principal is who as a record sees a caller, with the configured rule for
 // comparing subjects.
 func (s *Service) principal(who *identity.Identity) record.Principal {
-	return record.Principal{Subject: who.Subject, Groups: who.Groups, CaseSensitive: s.o.CaseSensitiveSubjects}
+	return record.Principal{Subject: who.Subject, Groups: who.Groups, CaseSensitive: s.CaseSensitiveSubjects}
 }
 
 func (s *Service) isAdmin(who *identity.Identity) bool {
-	for _, g := range s.o.AdminGroups {
+	for _, g := range s.AdminGroups {
 		if slices.Contains(who.Groups, g) {
 			return true
 		}
@@ -668,7 +654,7 @@ func (s *Service) audit(rec *record.Record, actor, action, notes string, r *http
 		zap.String("requester", rec.Requester.Subject), zap.String("policy", rec.Policy),
 		zap.String("resource", rec.Resource), zap.String("status", string(rec.Status)),
 		zap.String("method", rec.Operation.Method), zap.String("path", rec.Operation.Path),
-		zap.Bool("notes", notes != ""), zap.String("client_ip", s.o.ClientIP(r)))
+		zap.Bool("notes", notes != ""), zap.String("client_ip", s.clientIP(r)))
 }
 
 func remoteHost(r *http.Request) string {

@@ -21,15 +21,15 @@ type SweepStats struct {
 // both win.
 func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	var st SweepStats
-	now := s.o.Clock()
-	err := s.o.Store.EachPending(ctx, func(rec *record.Record) error {
-		if rec.Due(now, s.o.ClaimTimeout) == "" {
+	now := s.clock()
+	err := s.store.EachPending(ctx, func(rec *record.Record) error {
+		if rec.Due(now, s.ClaimTimeout) == "" {
 			return s.remind(ctx, rec, now, &st)
 		}
 		changed := false
 		final, err := s.storeMutate(ctx, rec.ID, "", func(r *record.Record) error {
 			var err error
-			changed, err = r.ApplyDue(now, s.o.ClaimTimeout)
+			changed, err = r.ApplyDue(now, s.ClaimTimeout)
 			return err
 		})
 		if err != nil {
@@ -51,12 +51,12 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	if err != nil {
 		return st, err
 	}
-	cutoff := now.Add(-s.o.Retention)
-	err = s.o.Store.EachCreatedBefore(ctx, cutoff, func(rec *record.Record, rev int64) error {
+	cutoff := now.Add(-s.Retention)
+	err = s.store.EachCreatedBefore(ctx, cutoff, func(rec *record.Record, rev int64) error {
 		if !rec.Status.Terminal() || !rec.UpdatedAt.Before(cutoff) {
 			return nil
 		}
-		removed, err := s.o.Store.Remove(ctx, rec, rev)
+		removed, err := s.store.Remove(ctx, rec, rev)
 		if removed {
 			st.Removed++
 		}
@@ -65,14 +65,14 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	if err != nil {
 		return st, err
 	}
-	st.AuditPruned, err = s.o.Store.PruneAudit(ctx, now.Add(-s.o.AuditRetention))
+	st.AuditPruned, err = s.store.PruneAudit(ctx, now.Add(-s.AuditRetention))
 	return st, err
 }
 
 // remind raises the expiring event of a request inside the reminder lead
 // time, once per status.
 func (s *Service) remind(ctx context.Context, rec *record.Record, now time.Time, st *SweepStats) error {
-	if s.o.ReminderLead < 0 || rec.Status == record.Completing || now.Before(rec.ExpiresAt.Add(-s.o.ReminderLead)) {
+	if s.ReminderLead < 0 || rec.Status == record.Completing || now.Before(rec.ExpiresAt.Add(-s.ReminderLead)) {
 		return nil
 	}
 	reminded := false
@@ -86,33 +86,23 @@ func (s *Service) remind(ctx context.Context, rec *record.Record, now time.Time,
 	return err
 }
 
-// StartPolicyWatch loads the runtime policies from the store (waiting up
-// to wait for it) and keeps them current from then on. The returned
-// function stops it.
-func (s *Service) StartPolicyWatch(wait time.Duration) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	lctx, lcancel := context.WithTimeout(ctx, wait)
-	if _, err := s.loadRuntime(lctx); err != nil {
-		s.log.Warn("runtime policies not loaded yet; judged calls answer 503 until they are", zap.Error(err))
-	}
-	lcancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.watchRuntime(ctx)
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+// RunPolicyWatch loads the runtime policies from the store, retrying
+// until it can (judged calls answer 503 until then), and keeps them
+// current until ctx ends.
+func (s *Service) RunPolicyWatch(ctx context.Context) {
+	s.watchRuntime(ctx)
 }
 
-// StartSweeper runs Sweep every SweepInterval while this gateway is the
-// elected sweeper: one sweeps at a time (the mod-revision fence still
-// guards each change). The returned function stops it and waits.
-func (s *Service) StartSweeper() (stop func()) {
-	return s.runElected("sweeper", &s.sweeping, func(ctx context.Context) error {
-		tick := time.NewTicker(s.o.SweepInterval)
+// sweeperRole is the name of the sweeper's election.
+const sweeperRole = "sweeper"
+
+// RunSweeper runs Sweep every SweepInterval while this gateway is the
+// elected sweeper, until ctx ends: one sweeps at a time (the mod-revision
+// fence still guards each change).
+func (s *Service) RunSweeper(ctx context.Context) {
+	s.store.RunElected(ctx, sweeperRole, func(ctx context.Context) error {
+		s.log.Info("elected as the " + sweeperRole)
+		tick := time.NewTicker(s.SweepInterval)
 		defer tick.Stop()
 		for {
 			st, err := s.Sweep(ctx)

@@ -1,8 +1,10 @@
-package approvals
+package approvals_test
 
 import (
 	"net/http"
 	"testing"
+
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 )
 
 // TestClientTrustHeadersNeverReachTheBackend: the headers that tell a
@@ -11,7 +13,7 @@ import (
 // when spelt with underscores; only a replay carries them, set by the
 // gateway.
 func TestClientTrustHeadersNeverReachTheBackend(t *testing.T) {
-	h := newHarness(t, writePolicy(t, `package approval
+	h := approvalstest.New(t, approvalstest.WritePolicy(t, `package approval
 
 decision := {"action": "allow", "policy": "open"} if input.request.path == "/open"
 
@@ -24,27 +26,25 @@ decision := {"action": "require_approval", "policy": "glass", "resource": "glass
 decision := {"action": "require_approval", "policy": "parked", "resource": "parked",
 	"approvers": [{"group": "approvers", "required": 1}]} if input.request.path == "/parked"
 `), nil)
-	alice, bob := h.token("alice"), h.token("bob", "approvers")
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
 	spoof := []string{
 		"Approval-Approved-By", "bob, carol", "Approval-Request-Id", "0190c5a2-0000-7000-8000-000000000000",
 		"Idempotency-Key", "0190c5a2-0000-7000-8000-000000000000", "Approval-Attestation", "eyJhbGciOiJub25lIn0.e30.",
 		"Approval_Approved_By", "bob", "approval_request_id", "x",
 		"Approval-Justification", "because",
 	}
-	h.expect(h.do("GET", "/read", "", "", spoof...), http.StatusOK, "")
-	h.expect(h.do("POST", "/open", alice, "{}", spoof...), http.StatusCreated, "")
-	h.expect(h.do("POST", "/dry", alice, "{}", spoof...), http.StatusCreated, "")
-	h.expect(h.do("POST", "/glass", alice, "{}", spoof...), http.StatusCreated, "")
-	id := h.expect(h.do("POST", "/parked", alice, "{}", spoof...), http.StatusAccepted, "").str("id")
-	h.approve(bob, id)
-	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusCreated, "")
+	h.Expect(h.Do("GET", "/read", "", "", spoof...), http.StatusOK, "")
+	h.Expect(h.Do("POST", "/open", alice, "{}", spoof...), http.StatusCreated, "")
+	h.Expect(h.Do("POST", "/dry", alice, "{}", spoof...), http.StatusCreated, "")
+	h.Expect(h.Do("POST", "/glass", alice, "{}", spoof...), http.StatusCreated, "")
+	id := h.Expect(h.Do("POST", "/parked", alice, "{}", spoof...), http.StatusAccepted, "").Str("id")
+	h.Approve(bob, id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusCreated, "")
 
-	h.backend.mu.Lock()
-	defer h.backend.mu.Unlock()
-	if len(h.backend.calls) != 5 {
-		t.Fatalf("the backend saw %d calls, want 5", len(h.backend.calls))
+	if len(h.Backend.Calls()) != 5 {
+		t.Fatalf("the backend saw %d calls, want 5", len(h.Backend.Calls()))
 	}
-	for _, c := range h.backend.calls[:4] {
+	for _, c := range h.Backend.Calls()[:4] {
 		for k := range c.Header {
 			switch http.CanonicalHeaderKey(k) {
 			case "Approval-Approved-By", "Approval-Request-Id", "Idempotency-Key", "Approval-Attestation",
@@ -53,7 +53,7 @@ decision := {"action": "require_approval", "policy": "parked", "resource": "park
 			}
 		}
 	}
-	replay := h.backend.calls[4]
+	replay := h.Backend.Calls()[4]
 	if replay.Header.Get("Approval-Approved-By") != "bob" || replay.Header.Get("Approval-Request-Id") != id ||
 		replay.Header.Get("Idempotency-Key") != id || replay.Header.Get("Approval_approved_by") != "" {
 		t.Fatalf("the replay carried %v", replay.Header)

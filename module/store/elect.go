@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +18,13 @@ import (
 // gateway resigns and campaigns again, after a pause if there was an
 // error. RunElected returns when ctx ends.
 func (s *Store) RunElected(ctx context.Context, name string, fn func(context.Context) error) {
+	v, _ := s.roles.LoadOrStore(name, new(atomic.Bool))
+	leading, work := v.(*atomic.Bool), fn
+	fn = func(ctx context.Context) error {
+		leading.Store(true)
+		defer leading.Store(false)
+		return work(ctx)
+	}
 	for ctx.Err() == nil {
 		if err := s.lead(ctx, name, fn); err != nil && ctx.Err() == nil {
 			s.log.Warn(name+" election", zap.Error(err))
@@ -62,4 +70,10 @@ func (s *Store) lead(ctx context.Context, name string, fn func(context.Context) 
 	default:
 	}
 	return err
+}
+
+// Leads reports whether this gateway holds the role name now.
+func (s *Store) Leads(name string) bool {
+	leading, ok := s.roles.Load(name)
+	return ok && leading.(*atomic.Bool).Load()
 }

@@ -56,6 +56,7 @@ type Store struct {
 	pending pendingCounts
 	exact   bool // subjects are case-sensitive
 	log     *zap.Logger
+	roles   sync.Map        // role name → *atomic.Bool: whether this gateway holds it
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 }
 

@@ -32,7 +32,7 @@ import (
 	"github.com/tidwall/gjson"
 	"golang.org/x/text/encoding/unicode"
 
-	"github.com/approval-gateway/gateway/internal/testport"
+	"github.com/approval-gateway/gateway/internal/testkit"
 
 	_ "github.com/approval-gateway/gateway/module"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -307,7 +307,7 @@ func newCorpus(t *testing.T) *corpus {
 			t.Fatal(err)
 		}
 	}
-	c.gateway = "http://" + testport.Addr(t)
+	c.gateway = "http://" + testkit.Addr(t)
 	t.Cleanup(func() { _ = caddy.Stop() })
 	return c
 }

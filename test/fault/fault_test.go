@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-	"github.com/approval-gateway/gateway/internal/testport"
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -35,7 +35,7 @@ const secret = "fault-test-secret-fault-test-secret"
 
 // freePort is a port outside the ephemeral range: a killed etcd member
 // restarts on its own ports, which no client socket can take meanwhile.
-func freePort(t *testing.T) int { return testport.Free(t) }
+func freePort(t *testing.T) int { return testkit.Port(t) }
 
 func build(t *testing.T, pkg, out string) {
 	t.Helper()
@@ -271,6 +271,7 @@ http://127.0.0.1:%d {
 		p.start(t, "serving initial configuration")
 		gateways = append(gateways, p)
 		t.Cleanup(p.kill)
+		testkit.WaitHealthy(t, bases[i]+"/.approvals/healthz")
 	}
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var dead atomic.Int32

@@ -1,4 +1,4 @@
-package approvals
+package notify
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -57,28 +59,24 @@ func newReceiver(t *testing.T, secret string, failFirst int) *receiver {
 func TestWebhooksOnceFromTwoGateways(t *testing.T) {
 	const secret = "whsec-test"
 	rc := newReceiver(t, secret, 2)
-	h := newHarness(t, "", func(o *Options) {
-		o.Webhooks = []Webhook{{URL: rc.URL, Secret: secret}}
-		o.RetryBase = 20 * time.Millisecond
-		o.PublicURL = "https://admin.example.com"
-	})
+	h := approvalstest.New(t, "", nil)
+	targets := []Webhook{{URL: rc.URL, Secret: secret}}
 	core, otherLogs := observer.New(zap.InfoLevel)
-	other := h.sibling(zap.New(core))
 	// Both gateways run a notifier; one is elected and delivers.
-	t.Cleanup(h.svc.StartNotifier())
-	t.Cleanup(other.StartNotifier())
+	testkit.Run(t, notifier(h, targets, Backoff{Base: 20 * time.Millisecond}, h.Opts.Logger).Run)
+	testkit.Run(t, notifier(h, targets, Backoff{Base: 20 * time.Millisecond}, zap.New(core)).Run)
 	elected := func() int {
-		return h.logs.FilterMessage("elected as the notifier").Len() + otherLogs.FilterMessage("elected as the notifier").Len()
+		return h.Logs.FilterMessage("elected as the notifier").Len() + otherLogs.FilterMessage("elected as the notifier").Len()
 	}
-	waitFor(t, func() bool { return elected() == 1 })
+	testkit.WaitFor(t, func() bool { return elected() == 1 })
 	time.Sleep(200 * time.Millisecond) // the other campaigns and waits
 
-	alice, bob := h.token("alice"), h.token("bob", "approvers")
-	id := h.park(alice, "DELETE", "/apps/1", "")
-	h.approve(bob, id)
-	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+	h.Approve(bob, id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
 
-	waitFor(t, func() bool { rc.mu.Lock(); defer rc.mu.Unlock(); return len(rc.ok) == 3 })
+	testkit.WaitFor(t, func() bool { rc.mu.Lock(); defer rc.mu.Unlock(); return len(rc.ok) == 3 })
 	time.Sleep(300 * time.Millisecond) // no duplicates trickle in
 	if elected() != 1 {
 		t.Fatal("both gateways were elected")
@@ -112,12 +110,19 @@ func TestWebhooksOnceFromTwoGateways(t *testing.T) {
 		t.Fatalf("%d deliveries with a bad signature", rc.bad)
 	}
 	// The delivery log shows the attempts, to admins.
-	res := h.expect(h.do("GET", "/.approvals/api/v1/notify/deliveries", h.token("audrey", "auditors"), ""), http.StatusOK, "")
-	logs := res.body["deliveries"].([]any)
+	res := h.Expect(h.Do("GET", "/.approvals/api/v1/notify/deliveries", h.Token("audrey", "auditors"), ""), http.StatusOK, "")
+	logs := res.Body["deliveries"].([]any)
 	last := logs[len(logs)-1].(map[string]any)
 	if len(logs) != 3 || last["event_id"] != first || len(last["attempts"].([]any)) != 3 || last["delivered"] != true {
-		t.Fatalf("delivery log %s", res.raw)
+		t.Fatalf("delivery log %s", res.Raw)
 	}
+}
+
+// notifier delivers the events of h's store to targets, as a gateway of
+// its prefix at https://admin.example.com, logging to logger.
+func notifier(h *approvalstest.Harness, targets []Webhook, b Backoff, logger *zap.Logger) *Notifier {
+	return New(Options{Store: h.Opts.Store, Targets: targets, Source: "approval-gateway" + h.Svc.Prefix,
+		Links: "https://admin.example.com" + h.Svc.Prefix, Backoff: b, Logger: logger})
 }
 
 func TestSignature(t *testing.T) {
@@ -174,35 +179,33 @@ func TestNotificationRouting(t *testing.T) {
 	approvers := newReceiver(t, "s1", 0)
 	alices := newReceiver(t, "s2", 0)
 	everything := newReceiver(t, "s3", 0)
-	h := newHarness(t, "", func(o *Options) {
-		o.Webhooks = []Webhook{
-			{URL: approvers.URL, Secret: "s1", Groups: []string{"approvers"}},
-			{URL: alices.URL, Secret: "s2", Requesters: []string{"alice"}},
-			{URL: everything.URL, Secret: "s3"},
-		}
-		o.RetryBase = 10 * time.Millisecond
+	h := approvalstest.New(t, "", func(o *approvalstest.Options) {
 		o.ApprovalExpiry = 2 * time.Hour
 		o.ReminderLead = time.Hour
 	})
-	t.Cleanup(h.svc.StartNotifier())
-	waitFor(t, func() bool { return h.logs.FilterMessage("elected as the notifier").Len() == 1 })
-	alice, bob := h.token("alice"), h.token("bob", "approvers")
+	testkit.Run(t, notifier(h, []Webhook{
+		{URL: approvers.URL, Secret: "s1", Groups: []string{"approvers"}},
+		{URL: alices.URL, Secret: "s2", Requesters: []string{"alice"}},
+		{URL: everything.URL, Secret: "s3"},
+	}, Backoff{Base: 10 * time.Millisecond}, h.Opts.Logger).Run)
+	testkit.WaitFor(t, func() bool { return h.Logs.FilterMessage("elected as the notifier").Len() == 1 })
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
 
-	id := h.park(alice, "DELETE", "/apps/1", "")
-	h.park(h.token("carol"), "DELETE", "/apps/2", "") // carol's: not for alice's target
-	h.clock.Add(30 * time.Minute)
-	if st, _ := h.svc.Sweep(context.Background()); st.Reminded != 0 {
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+	h.Park(h.Token("carol"), "DELETE", "/apps/2", "") // carol's: not for alice's target
+	h.Clock.Add(30 * time.Minute)
+	if st, _ := h.Svc.Sweep(context.Background()); st.Reminded != 0 {
 		t.Fatal("reminded before the lead time")
 	}
-	h.clock.Add(45 * time.Minute)
-	if st, _ := h.svc.Sweep(context.Background()); st.Reminded != 2 {
+	h.Clock.Add(45 * time.Minute)
+	if st, _ := h.Svc.Sweep(context.Background()); st.Reminded != 2 {
 		t.Fatalf("reminders: %+v", st)
 	}
-	if st, _ := h.svc.Sweep(context.Background()); st.Reminded != 0 {
+	if st, _ := h.Svc.Sweep(context.Background()); st.Reminded != 0 {
 		t.Fatal("reminded twice")
 	}
-	h.approve(bob, id)
-	h.expect(h.do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	h.Approve(bob, id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
 
 	want := map[*receiver]string{
 		approvers:  strings.Join([]string{record.EventParked, record.EventParked, record.EventExpiring, record.EventExpiring}, " "),
@@ -210,11 +213,11 @@ func TestNotificationRouting(t *testing.T) {
 		everything: strings.Join([]string{record.EventParked, record.EventParked, record.EventExpiring, record.EventExpiring, record.EventApproved, record.EventCompleted}, " "),
 	}
 	for rc, w := range want {
-		waitFor(t, func() bool { return strings.Join(receivedTypes(rc), " ") == w })
+		testkit.WaitFor(t, func() bool { return strings.Join(receivedTypes(rc), " ") == w })
 	}
-	res := h.record(alice, id)
-	if !strings.Contains(historyActions(res), "gateway:reminder") || res.str("status") != "completed" {
-		t.Fatalf("history %s", historyActions(res))
+	res := h.Record(alice, id)
+	if !strings.Contains(approvalstest.HistoryActions(res), "gateway:reminder") || res.Str("status") != "completed" {
+		t.Fatalf("history %s", approvalstest.HistoryActions(res))
 	}
 }
 
@@ -233,22 +236,18 @@ func TestWebhookRedirectsAreNotFollowed(t *testing.T) {
 		http.Redirect(w, r, other.URL, http.StatusTemporaryRedirect)
 	}))
 	defer redirecting.Close()
-	h := newHarness(t, "", func(o *Options) {
-		o.Webhooks = []Webhook{{URL: redirecting.URL, Secret: "s"}}
-		o.RetryBase = 5 * time.Millisecond
-		o.MaxDeliveryAttempts = 2
-	})
-	t.Cleanup(h.svc.StartNotifier())
-	waitFor(t, func() bool { return h.logs.FilterMessage("elected as the notifier").Len() == 1 })
-	h.park(h.token("alice"), "DELETE", "/apps/1", "")
-	waitFor(t, func() bool { return h.logs.FilterMessage("webhook delivery given up").Len() == 1 })
+	h := approvalstest.New(t, "", nil)
+	testkit.Run(t, notifier(h, []Webhook{{URL: redirecting.URL, Secret: "s"}}, Backoff{Base: 5 * time.Millisecond, Attempts: 2}, h.Opts.Logger).Run)
+	testkit.WaitFor(t, func() bool { return h.Logs.FilterMessage("elected as the notifier").Len() == 1 })
+	h.Park(h.Token("alice"), "DELETE", "/apps/1", "")
+	testkit.WaitFor(t, func() bool { return h.Logs.FilterMessage("webhook delivery given up").Len() == 1 })
 	hit.Lock()
 	defer hit.Unlock()
 	if elsewhere != 0 {
 		t.Fatal("a redirect was followed")
 	}
-	res := h.expect(h.do("GET", "/.approvals/api/v1/notify/deliveries", h.token("audrey", "auditors"), ""), http.StatusOK, "")
-	if !strings.Contains(res.raw, `"status":307`) || !strings.Contains(res.raw, `"delivered":false`) {
-		t.Fatalf("delivery log %s", res.raw)
+	res := h.Expect(h.Do("GET", "/.approvals/api/v1/notify/deliveries", h.Token("audrey", "auditors"), ""), http.StatusOK, "")
+	if !strings.Contains(res.Raw, `"status":307`) || !strings.Contains(res.Raw, `"delivered":false`) {
+		t.Fatalf("delivery log %s", res.Raw)
 	}
 }

@@ -1,5 +1,7 @@
-// Package testport picks TCP ports for tests that must know a port before a
-// server binds it, or bind the same port again after a restart.
+package testkit
+
+// Ports for tests that must know a port before a server binds it, or bind
+// the same port again after a restart.
 //
 // Probing with 127.0.0.1:0 and closing hands out a port from the kernel's
 // ephemeral range, which every outgoing connection on the machine draws
@@ -7,7 +9,6 @@
 // restart) a client socket may take it. Ports below that range are never
 // handed out to clients, so a port picked there stays free unless another
 // program binds it by number.
-package testport
 
 import (
 	"fmt"
@@ -26,9 +27,9 @@ const (
 	high = 32767
 )
 
-// Free returns a loopback TCP port below the kernel's ephemeral range that
+// Port returns a loopback TCP port below the kernel's ephemeral range that
 // nothing listens on now.
-func Free(t testing.TB) int {
+func Port(t testing.TB) int {
 	t.Helper()
 	hi := ephemeralStart() - 1
 	lo := min(low, hi-1000)
@@ -48,7 +49,7 @@ func Free(t testing.TB) int {
 // Addr returns "127.0.0.1:PORT" for a free port.
 func Addr(t testing.TB) string {
 	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", Free(t))
+	return fmt.Sprintf("127.0.0.1:%d", Port(t))
 }
 
 // ephemeralStart is the first port of the kernel's ephemeral range.

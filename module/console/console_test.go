@@ -1,4 +1,4 @@
-package approvals
+package console_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
+	"github.com/approval-gateway/gateway/module/console"
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -27,8 +30,9 @@ const (
 // consoleHarness is the gateway with the console, a real OpenID provider,
 // and a browser.
 type consoleHarness struct {
-	*harness
+	*approvalstest.Harness
 	idp      *oidcProvider
+	ver      *identity.Verifier
 	chromium string
 	shots    string
 }
@@ -37,40 +41,55 @@ func newConsoleHarness(t *testing.T) *consoleHarness {
 	t.Helper()
 	chromium := needTool(t, "chromium")
 	idp := newOIDCProvider(t)
-	h := newHarness(t, "", func(o *Options) {
-		ver, err := identity.New(identity.Options{JWKSURL: idp.Issuer + "/jwks", Issuer: idp.Issuer, Audience: consoleClient})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(ver.Close)
+	ver, err := identity.New(identity.Options{JWKSURL: idp.Issuer + "/jwks", Issuer: idp.Issuer, Audience: consoleClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ver.Close)
+	h := approvalstest.New(t, "", func(o *approvalstest.Options) {
 		o.Identity = ver
 		o.Clock = time.Now // the browser's relative times need the real clock
-		o.Console = &ConsoleOptions{Issuer: idp.Issuer, ClientID: consoleClient, ClientSecret: consoleSecret,
-			Scopes: []string{}, Identify: ver.Identify}
 	})
+	c := &consoleHarness{Harness: h, idp: idp, chromium: chromium, ver: ver}
+	withConsole(t, h.Svc, h.Opts, c.options())
 	idp.start(t, map[string][]string{"alice": {"it-ops", "approvers"}, "bob": {"approvers"}},
-		h.gw.URL+"/.approvals/callback")
+		h.GW.URL+"/.approvals/callback")
 
 	// Screenshots go to the test's output directory (go test -artifacts
 	// -outputdir DIR), or to SCREENSHOT_DIR.
-	shots := os.Getenv("SCREENSHOT_DIR")
-	if shots == "" {
-		shots = t.ArtifactDir()
+	c.shots = os.Getenv("SCREENSHOT_DIR")
+	if c.shots == "" {
+		c.shots = t.ArtifactDir()
 	}
-	return &consoleHarness{harness: h, idp: idp, chromium: chromium, shots: shots}
+	return c
+}
+
+// options are the console's login settings against the test provider.
+func (c *consoleHarness) options() console.Options {
+	return console.Options{Issuer: c.idp.Issuer, ClientID: consoleClient, ClientSecret: consoleSecret, Scopes: []string{}, Identify: c.ver.Identify}
+}
+
+// withConsole serves the console on svc, a gateway built from o.
+func withConsole(t *testing.T, svc *approvals.Service, o approvalstest.Options, co console.Options) {
+	t.Helper()
+	c, err := console.New(console.Deps{Flow: svc, Store: o.Store, Identity: o.Identity, Prefix: svc.Prefix, Clock: o.Clock, Logger: o.Logger}, co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.SetPages(c)
 }
 
 // person starts a browser of its own (own profile, own cookies) and logs in
 // through the provider's pages.
 func (c *consoleHarness) person(user string) context.Context {
-	c.t.Helper()
+	c.T.Helper()
 	// Chromium's helper processes may still write to the profile after the
 	// browser exits: remove it best-effort, not as a t.TempDir.
 	profile, err := os.MkdirTemp("", "approval-console-chromium-")
 	if err != nil {
-		c.t.Fatal(err)
+		c.T.Fatal(err)
 	}
-	c.t.Cleanup(func() {
+	c.T.Cleanup(func() {
 		for range 10 {
 			if os.RemoveAll(profile) == nil {
 				return
@@ -83,15 +102,15 @@ func (c *consoleHarness) person(user string) context.Context {
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(profile))
-	c.t.Cleanup(cancel)
+	c.T.Cleanup(cancel)
 	ctx, cancelTab := chromedp.NewContext(alloc)
-	c.t.Cleanup(cancelTab)
+	c.T.Cleanup(cancelTab)
 	// The first Run starts the browser; its context must outlive the test's
 	// steps, whose timeouts would otherwise close it.
 	if err := chromedp.Run(ctx); err != nil {
-		c.t.Fatalf("starting chromium: %v", err)
+		c.T.Fatalf("starting chromium: %v", err)
 	}
-	c.run(ctx, chromedp.Navigate(c.gw.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
+	c.run(ctx, chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
 	c.run(ctx, chromedp.Click(`a.button.primary`), chromedp.WaitVisible(`input[name=login]`))
 	c.run(ctx, chromedp.SendKeys(`input[name=login]`, user), chromedp.SendKeys(`input[name=password]`, "any"),
 		chromedp.Submit(`input[name=login]`))
@@ -101,7 +120,7 @@ func (c *consoleHarness) person(user string) context.Context {
 	for !onConsole && time.Now().Before(deadline) {
 		var loc string
 		c.run(ctx, chromedp.Location(&loc))
-		if strings.HasPrefix(loc, c.gw.URL) {
+		if strings.HasPrefix(loc, c.GW.URL) {
 			onConsole = true
 			break
 		}
@@ -113,14 +132,14 @@ func (c *consoleHarness) person(user string) context.Context {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if !onConsole {
-		c.t.Fatal("login did not come back to the console")
+		c.T.Fatal("login did not come back to the console")
 	}
 	c.run(ctx, chromedp.WaitVisible(`header .who`))
 	return ctx
 }
 
 func (c *consoleHarness) run(ctx context.Context, actions ...chromedp.Action) {
-	c.t.Helper()
+	c.T.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := chromedp.Run(tctx, actions...); err != nil {
@@ -131,23 +150,23 @@ func (c *consoleHarness) run(ctx context.Context, actions ...chromedp.Action) {
 		if len(page) > 3000 {
 			page = page[:3000]
 		}
-		c.t.Fatalf("%v\nat %s:\n%s", err, loc, page)
+		c.T.Fatalf("%v\nat %s:\n%s", err, loc, page)
 	}
 }
 
 func (c *consoleHarness) text(ctx context.Context, sel string) string {
-	c.t.Helper()
+	c.T.Helper()
 	var s string
 	c.run(ctx, chromedp.Text(sel, &s, chromedp.NodeVisible))
 	return s
 }
 
 func (c *consoleHarness) screenshot(ctx context.Context, name string) {
-	c.t.Helper()
+	c.T.Helper()
 	var png []byte
 	c.run(ctx, chromedp.FullScreenshot(&png, 100))
 	if err := os.WriteFile(filepath.Join(c.shots, name), png, 0o644); err != nil {
-		c.t.Fatal(err)
+		c.T.Fatal(err)
 	}
 }
 
@@ -159,18 +178,18 @@ func (c *consoleHarness) screenshot(ctx context.Context, name string) {
 func TestConsoleInABrowser(t *testing.T) {
 	c := newConsoleHarness(t)
 	bob := c.person("bob")
-	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`main h1`))
+	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`main h1`))
 	if got := c.text(bob, `main`); !strings.Contains(got, "No requests here") {
 		t.Fatalf("received list not empty: %s", got)
 	}
 
 	// Alice parks a change through the API, with a token from the same
 	// provider.
-	token := c.idp.idToken(t, "alice", consoleClient, consoleSecret, c.gw.URL+"/.approvals/callback")
+	token := c.idp.idToken(t, "alice", consoleClient, consoleSecret, c.GW.URL+"/.approvals/callback")
 	xss := `<script>document.title="owned"</script> laptop stolen`
-	res := c.expect(c.do("POST", "/devices/2/wipe", token, `{"reason":"stolen","items":[1,2,3]}`,
+	res := c.Expect(c.Do("POST", "/devices/2/wipe", token, `{"reason":"stolen","items":[1,2,3]}`,
 		"Approval-Justification", xss, "Content-Type", "application/json"), http.StatusAccepted, "")
-	id := res.str("id")
+	id := res.Str("id")
 
 	// Bob sees it arrive without reloading.
 	c.run(bob, chromedp.WaitVisible(`a[href="/.approvals/requests/`+id+`"]`))
@@ -181,14 +200,14 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Alice, also an approver, cannot approve her own request.
 	alice := c.person("alice")
-	c.run(alice, chromedp.Navigate(c.gw.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`button[value=approve]`),
+	c.run(alice, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`button[value=approve]`),
 		chromedp.Click(`button[value=approve]`), chromedp.WaitVisible(`.msg.err`))
 	if got := c.text(alice, `.msg.err`); !strings.Contains(got, "can't approve or reject your own request") {
 		t.Fatalf("self-approval message %q", got)
 	}
 
 	// Bob approves with notes; the justification's script is text.
-	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`textarea[name=notes]`))
+	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`textarea[name=notes]`))
 	var title string
 	c.run(bob, chromedp.Title(&title))
 	if title == "owned" || !strings.Contains(c.text(bob, `main .card dl`), `<script>document.title="owned"</script>`) {
@@ -202,7 +221,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(`button[value=approve]`), chromedp.WaitVisible(`.msg.ok`))
 
 	// Alice sees the notes arrive live, and completes.
-	c.run(alice, chromedp.Navigate(c.gw.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`))
+	c.run(alice, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`))
 	if got := c.text(alice, `main`); !strings.Contains(got, "confirmed with the owner") {
 		t.Fatalf("the requester does not see the notes: %s", got)
 	}
@@ -212,7 +231,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("after complete: %s", got)
 	}
 	c.screenshot(alice, "completed.png")
-	calls := c.backend.mutating()
+	calls := c.Backend.Mutating()
 	if len(calls) != 1 || calls[0].Header.Get("Idempotency-Key") != id {
 		t.Fatalf("backend calls: %+v", calls)
 	}
@@ -220,18 +239,18 @@ func TestConsoleInABrowser(t *testing.T) {
 	// A form post without the CSRF token is refused, even with the session.
 	var cookies []*network.Cookie
 	c.run(bob, chromedp.ActionFunc(func(ctx context.Context) (err error) {
-		cookies, err = network.GetCookies().WithURLs([]string{c.gw.URL + "/.approvals/"}).Do(ctx)
+		cookies, err = network.GetCookies().WithURLs([]string{c.GW.URL + "/.approvals/"}).Do(ctx)
 		return err
 	}))
 	jar, _ := cookiejar.New(nil)
-	u, _ := url.Parse(c.gw.URL + "/.approvals/")
+	u, _ := url.Parse(c.GW.URL + "/.approvals/")
 	for _, ck := range cookies {
 		jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: ck.Value, Path: ck.Path}})
 	}
 	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest("POST", c.gw.URL+"/.approvals/requests/"+id+"/cancel", strings.NewReader("notes=x"))
+	req, _ := http.NewRequest("POST", c.GW.URL+"/.approvals/requests/"+id+"/cancel", strings.NewReader("notes=x"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", c.gw.URL)
+	req.Header.Set("Origin", c.GW.URL)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +262,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// No cookie value and no token is ever rendered.
 	var html string
-	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`), chromedp.OuterHTML("html", &html))
+	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`), chromedp.OuterHTML("html", &html))
 	for _, ck := range cookies {
 		if len(ck.Value) > 8 && strings.Contains(html, ck.Value) {
 			t.Fatalf("the page renders the %s cookie", ck.Name)
@@ -255,9 +274,10 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// A copy of the session cookie works, on this gateway and on another
 	// one sharing the store, until the session signs out.
-	sibling := c.sibling(zap.NewNop())
+	sibling := c.Sibling(zap.NewNop())
+	withConsole(t, sibling, c.Opts, c.options())
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = sibling.ServeHTTP(w, r, proxyTo(c.backend.URL))
+		_ = sibling.ServeHTTP(w, r, approvalstest.ProxyTo(c.Backend.URL))
 	}))
 	t.Cleanup(other.Close)
 	signedIn := func(base string) bool {
@@ -274,18 +294,18 @@ func TestConsoleInABrowser(t *testing.T) {
 		page, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode == http.StatusOK && strings.Contains(string(page), "Received requests") && !strings.Contains(string(page), "Sign in")
 	}
-	if !signedIn(c.gw.URL) || !signedIn(other.URL) {
+	if !signedIn(c.GW.URL) || !signedIn(other.URL) {
 		t.Fatal("the copied session cookie does not work before signing out")
 	}
 
 	// Signing out ends the session: the console asks to sign in again,
 	// and the copied cookie stops working at once, on every gateway.
 	c.run(bob, chromedp.Click(`header form button`), chromedp.WaitVisible(`a.button.primary`))
-	c.run(bob, chromedp.Navigate(c.gw.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
+	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
 	if got := c.text(bob, `main`); !strings.Contains(got, "Sign in") {
 		t.Fatalf("after signing out: %s", got)
 	}
-	if signedIn(c.gw.URL) || signedIn(other.URL) {
+	if signedIn(c.GW.URL) || signedIn(other.URL) {
 		t.Fatal("a copy of the session cookie still works after signing out")
 	}
 }

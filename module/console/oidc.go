@@ -1,4 +1,4 @@
-package approvals
+package console
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
@@ -20,7 +21,7 @@ type oidcClient struct {
 	verifier *oidc.IDTokenVerifier
 }
 
-func (c *console) provider(ctx context.Context) (*oidcClient, error) {
+func (c *Console) provider(ctx context.Context) (*oidcClient, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.oidc != nil {
@@ -35,14 +36,14 @@ func (c *console) provider(ctx context.Context) (*oidcClient, error) {
 	return c.oidc, nil
 }
 
-func (c *console) oauth(r *http.Request, p *oidcClient) *oauth2.Config {
+func (c *Console) oauth(r *http.Request, p *oidcClient) *oauth2.Config {
 	redirect := c.o.RedirectURL
 	if redirect == "" {
 		scheme := "http"
 		if r.TLS != nil {
 			scheme = "https"
 		}
-		redirect = scheme + "://" + r.Host + c.s.o.Prefix + "/callback"
+		redirect = scheme + "://" + r.Host + c.prefix + "/callback"
 	}
 	return &oauth2.Config{ClientID: c.o.ClientID, ClientSecret: c.o.ClientSecret, Endpoint: p.provider.Endpoint(),
 		RedirectURL: redirect, Scopes: append([]string{oidc.ScopeOpenID}, c.o.Scopes...)}
@@ -65,22 +66,22 @@ func randomString() string {
 }
 
 // login sends the browser to the provider (authorization code with PKCE).
-func (c *console) login(w http.ResponseWriter, r *http.Request) {
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	p, err := c.provider(r.Context())
 	if err != nil {
-		c.s.log.Error("OpenID provider discovery", zap.String("issuer", c.o.Issuer), zap.Error(err))
+		c.log.Error("OpenID provider discovery", zap.String("issuer", c.o.Issuer), zap.Error(err))
 		c.render(w, r, http.StatusBadGateway, "login", &page{Title: "Sign in", Message: "The sign-in service can't be reached right now. Try again in a moment."})
 		return
 	}
 	next := r.URL.Query().Get("next")
-	if !strings.HasPrefix(next, c.s.o.Prefix+"/") || strings.HasPrefix(next, "//") {
-		next = c.s.o.Prefix + "/requests?view=received"
+	if !strings.HasPrefix(next, c.prefix+"/") || strings.HasPrefix(next, "//") {
+		next = c.prefix + "/requests?view=received"
 	}
 	st := loginState{State: randomString(), Verifier: oauth2.GenerateVerifier(), Nonce: randomString(), Next: next,
-		Expires: time.Now().Add(10 * time.Minute).Unix()}
+		Expires: c.clock().Add(10 * time.Minute).Unix()}
 	sealed, err := c.seal(r.Context(), "login", st)
 	if err != nil {
-		c.fail(w, r, &page{}, http.StatusServiceUnavailable, CodeStoreUnavailable)
+		c.fail(w, r, &page{}, http.StatusServiceUnavailable, approvals.CodeStoreUnavailable)
 		return
 	}
 	c.setCookie(w, r, loginCookie, sealed, 600)
@@ -90,15 +91,15 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 // callback finishes the login: exchanges the code with the PKCE verifier,
 // verifies the ID token (issuer, audience, expiry, nonce) and opens a
 // session.
-func (c *console) callback(w http.ResponseWriter, r *http.Request) {
+func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	refuse := func(why string, err error) {
-		c.s.log.Info("console login refused", zap.String("reason", why), zap.Error(err))
+		c.log.Info("console login refused", zap.String("reason", why), zap.Error(err))
 		c.setCookie(w, r, loginCookie, "", -1)
 		c.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: "Sign-in did not complete (" + why + "). Please try again."})
 	}
 	ck, err := r.Cookie(loginCookie)
 	var st loginState
-	if err != nil || c.open(r.Context(), "login", ck.Value, &st) != nil || time.Now().Unix() > st.Expires {
+	if err != nil || c.open(r.Context(), "login", ck.Value, &st) != nil || c.clock().Unix() > st.Expires {
 		refuse("the sign-in took too long or was started elsewhere", err)
 		return
 	}
@@ -144,11 +145,11 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 		refuse("the ID token's claims are malformed", err)
 		return
 	}
-	expires := time.Now().Add(c.o.SessionTTL)
+	expires := c.clock().Add(c.o.SessionTTL)
 	sess := session{Subject: who.Subject, Groups: who.Groups, Expires: expires.Unix(), ID: randomString(), Token: tok.AccessToken}
 	sealed, err := c.seal(r.Context(), "session", sess)
 	if err == nil {
-		err = c.s.o.Store.OpenSession(r.Context(), sess.ID, c.o.SessionTTL)
+		err = c.store.OpenSession(r.Context(), sess.ID, c.o.SessionTTL)
 	}
 	if err != nil {
 		refuse("the session could not be opened", err)
@@ -156,6 +157,6 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	c.setCookie(w, r, loginCookie, "", -1)
 	c.setCookie(w, r, sessionCookie, sealed, int(c.o.SessionTTL/time.Second))
-	c.s.log.Info("console login", zap.String("subject", who.Subject))
+	c.log.Info("console login", zap.String("subject", who.Subject))
 	http.Redirect(w, r, st.Next, http.StatusSeeOther)
 }

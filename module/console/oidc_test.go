@@ -1,4 +1,4 @@
-package approvals
+package console_test
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testport"
+	"github.com/approval-gateway/gateway/internal/testkit"
 )
 
 // needTool skips a test when a tool is missing locally; in CI (CI=true) a
@@ -51,7 +51,7 @@ type oidcProvider struct {
 func newOIDCProvider(t *testing.T) *oidcProvider {
 	t.Helper()
 	needTool(t, "node")
-	port := testport.Free(t)
+	port := testkit.Port(t)
 	return &oidcProvider{Issuer: fmt.Sprintf("http://127.0.0.1:%d", port), port: port}
 }
 
