@@ -169,8 +169,8 @@ type Service struct {
 	clock    func() time.Time
 	log      *zap.Logger
 
-	api     string                 // Prefix + "/api/v1"
-	methods map[string]bool        // nil: every method but the safe ones
+	api     string          // Prefix + "/api/v1"
+	methods map[string]bool // nil: every method but the safe ones
 	inspect inspect.Options
 	pages   Pages // the console, when on
 	// runtimeReady is set once the runtime policies were read from the
