@@ -28,81 +28,19 @@ const (
 // errNotParty hides a request from a caller who is no party to it.
 var errNotParty = fail(http.StatusNotFound, CodeNotFound, "no such request")
 
-// serveAPI routes the approval API.
-func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
-	rest, ok := strings.CutPrefix(r.URL.Path, s.api)
-	if !ok {
-		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such page"))
+// deliveries is the webhook delivery log, for admins.
+func (s *Service) deliveries(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	if !s.isAdmin(who) {
+		writeError(w, fail(http.StatusForbidden, CodeForbidden, "the delivery log is for members of the admin groups"))
 		return
 	}
-	parts := strings.Split(strings.Trim(rest, "/"), "/")
-	if len(parts) == 1 && parts[0] == "health" {
-		s.health(w, r)
-		return
-	}
-	who, err := s.authenticate(r)
+	limit, err := limitParam(r.URL.Query().Get("limit"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if len(parts) >= 2 && parts[0] == "requests" && !store.ValidID(parts[1]) {
-		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such request"))
-		return
-	}
-	switch {
-	case parts[0] == "policies":
-		s.servePolicies(w, r, who, parts)
-	case len(parts) == 1 && parts[0] == "requests":
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.list(w, r, who)
-	case len(parts) == 2 && parts[0] == "requests":
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.get(w, r, who, parts[1])
-	case len(parts) == 1 && parts[0] == "events":
-		if method(w, r, http.MethodGet) {
-			s.events(w, r, who)
-		}
-	case len(parts) == 2 && parts[0] == "notify" && parts[1] == "deliveries":
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		if !s.isAdmin(who) {
-			writeError(w, fail(http.StatusForbidden, CodeForbidden, "the delivery log is for members of the admin groups"))
-			return
-		}
-		limit, err := limitParam(r.URL.Query().Get("limit"))
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		ds, err := s.store.Deliveries(r.Context(), limit)
-		writePage(w, "deliveries", ds, "", err)
-	case len(parts) == 1 && parts[0] == "audit":
-		if !method(w, r, http.MethodGet) {
-			return
-		}
-		s.auditLog(w, r, who)
-	case len(parts) == 3 && parts[0] == "requests":
-		if !method(w, r, http.MethodPost) {
-			return
-		}
-		s.act(w, r, who, parts[1], parts[2], next)
-	default:
-		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such API call"))
-	}
-}
-
-func method(w http.ResponseWriter, r *http.Request, want string) bool {
-	if r.Method == want || (want == http.MethodGet && r.Method == http.MethodHead) {
-		return true
-	}
-	w.Header().Set("Allow", want)
-	writeError(w, fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use "+want))
-	return false
+	ds, err := s.store.Deliveries(r.Context(), limit)
+	writePage(w, "deliveries", ds, "", err)
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
@@ -184,7 +122,8 @@ type requestView struct {
 	BodyBase64 string  `json:"body_base64,omitempty"`
 }
 
-func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Identity, id string) {
+func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	id := r.PathValue("id")
 	rec, body, err := s.load(r, who, id)
 	if err != nil {
 		writeError(w, err)
@@ -232,7 +171,8 @@ type actionInput struct {
 	PayloadSHA256 string `json:"payload_sha256"`
 }
 
-func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Identity, id, action string, next Next) {
+func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	id, action, next := r.PathValue("id"), r.PathValue("action"), nextOf(r)
 	var in actionInput
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxActionBody+1))
 	switch {

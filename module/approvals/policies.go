@@ -38,38 +38,8 @@ type policyChange struct {
 	Delete bool           `json:"delete,omitempty"`
 }
 
-// servePolicies routes {api}/policies...
-func (s *Service) servePolicies(w http.ResponseWriter, r *http.Request, who *identity.Identity, parts []string) {
-	switch {
-	case len(parts) == 1:
-		if method(w, r, http.MethodGet) {
-			s.listPolicies(w, r)
-		}
-	case len(parts) == 2 && parts[1] == "evaluate":
-		if method(w, r, http.MethodPost) {
-			s.evaluate(w, r, who)
-		}
-	case len(parts) == 2:
-		name := parts[1]
-		if !policyName.MatchString(name) {
-			writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such policy"))
-			return
-		}
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			s.getPolicy(w, r, name)
-		case http.MethodPut, http.MethodDelete:
-			s.proposePolicy(w, r, who, name)
-		default:
-			w.Header().Set("Allow", "GET, PUT, DELETE")
-			writeError(w, fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use GET, PUT or DELETE"))
-		}
-	default:
-		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such API call"))
-	}
-}
-
-func (s *Service) listPolicies(w http.ResponseWriter, r *http.Request) {
+// listPolicies lists the runtime policies in force.
+func (s *Service) listPolicies(w http.ResponseWriter, r *http.Request, _ *identity.Identity) {
 	docs, _, err := s.store.RuntimePolicies(r.Context())
 	if err != nil {
 		writeError(w, err)
@@ -78,7 +48,12 @@ func (s *Service) listPolicies(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"runtime": docs, "status": s.policies.Status()})
 }
 
-func (s *Service) getPolicy(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Service) getPolicy(w http.ResponseWriter, r *http.Request, _ *identity.Identity) {
+	name := r.PathValue("name")
+	if !policyName.MatchString(name) {
+		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such policy"))
+		return
+	}
 	versions, err := s.store.PolicyVersions(r.Context(), name)
 	if err != nil {
 		writeError(w, err)
@@ -94,7 +69,12 @@ func (s *Service) getPolicy(w http.ResponseWriter, r *http.Request, name string)
 
 // proposePolicy validates a runtime policy change and parks it for the
 // policy approvers.
-func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *identity.Identity, name string) {
+func (s *Service) proposePolicy(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	name := r.PathValue("name")
+	if !policyName.MatchString(name) {
+		writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such policy"))
+		return
+	}
 	if !s.isAdmin(who) && !slices.ContainsFunc(s.PolicyApprovers, func(g string) bool { return slices.Contains(who.Groups, g) }) {
 		writeError(w, fail(http.StatusForbidden, CodeForbidden, "runtime policies are proposed by members of the admin or policy approver groups"))
 		return
