@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/caddykit"
 	"github.com/approval-gateway/gateway/internal/testkit"
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/spf13/cobra"
 )
 
@@ -36,34 +36,16 @@ func startGateway(t *testing.T) (base string, calls func() int) {
 	}))
 	t.Cleanup(backend.Close)
 	port := testkit.Port(t)
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-}
-
-http://127.0.0.1:%d {
-	approval_gateway {
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	caddykit.Load(t, base, caddykit.Site(port, "", fmt.Sprintf(`	approval_gateway {
 		store embedded %s
 		identity jwt {
 			secret %s
 		}
-		policies ../module/approvals/testdata/policies
+		policies %s
 		admin_groups auditors
 	}
-	reverse_proxy %s
-}
-`, port, t.TempDir(), cliSecret, strings.TrimPrefix(backend.URL, "http://"))
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(adapted, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	base = fmt.Sprintf("http://127.0.0.1:%d", port)
-	testkit.WaitHealthy(t, base+"/.approvals/healthz")
+	reverse_proxy %s`, t.TempDir(), cliSecret, approvalstest.Policies, strings.TrimPrefix(backend.URL, "http://"))))
 	return base, func() int { mu.Lock(); defer mu.Unlock(); return n }
 }
 

@@ -70,8 +70,8 @@ func pki(t *testing.T, dir string) map[string]string {
 // loadSite runs a gateway site whose store block is given.
 func loadSite(t *testing.T, storeBlock, logFile string) (*gateway, error) {
 	t.Helper()
-	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t), store: storeBlock, logFile: logFile}
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	g := newGateway(t)
+	g.store, g.logFile = storeBlock, logFile
 	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(g.caddyfile("")), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -140,9 +140,9 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	}
 	testkit.WaitHealthy(t, g.base+"/.approvals/healthz")
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
-	id := g.want(g.call("DELETE", "/apps/1", alice, "", "Approval-Justification", "over TLS"), http.StatusAccepted, "").body["id"].(string)
-	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
-	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
+	id := g.Expect(g.Do("DELETE", "/apps/1", alice, "", "Approval-Justification", "over TLS"), http.StatusAccepted, "").Body["id"].(string)
+	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
 	_ = caddy.Stop()
 
 	// A wrong password: judged calls are refused (fail closed), and the
@@ -156,11 +156,11 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 		checkLog(t, logFile, alice, bob)
 		return
 	}
-	a := g2.call("DELETE", "/apps/2", alice, "", "Approval-Justification", "x")
-	if a.status != http.StatusServiceUnavailable || strings.Contains(a.raw, "not-the-pw-123") {
-		t.Fatalf("with a wrong etcd password: %d %s", a.status, a.raw)
+	a := g2.Do("DELETE", "/apps/2", alice, "", "Approval-Justification", "x")
+	if a.Status != http.StatusServiceUnavailable || strings.Contains(a.Raw, "not-the-pw-123") {
+		t.Fatalf("with a wrong etcd password: %d %s", a.Status, a.Raw)
 	}
-	if g2.backend.mutating() != 0 {
+	if len(g2.backend.Mutating()) != 0 {
 		t.Fatal("a call passed without the store")
 	}
 	checkLog(t, logFile, alice, bob)

@@ -43,8 +43,7 @@ func (eventRecorder) Handle(_ context.Context, e caddy.Event) error {
 // event, and sets {http.approval.*} placeholders that other handlers (here
 // header, in access logs log_append) can use.
 func TestCaddyEventsAndPlaceholders(t *testing.T) {
-	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t)}
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	g := newGateway(t)
 	text := strings.Replace(g.caddyfile(""), "\tmetrics /metrics\n", "\theader >X-Approval-Id {http.approval.id}\n\theader >X-Approval-Status {http.approval.status}\n", 1)
 	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
 	if err != nil {
@@ -67,17 +66,17 @@ func TestCaddyEventsAndPlaceholders(t *testing.T) {
 	recorded.Unlock()
 
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
-	a := g.want(g.call("DELETE", "/apps/1", alice, "", "Approval-Justification", "x"), http.StatusAccepted, "")
-	id := a.body["id"].(string)
-	if a.header.Get("X-Approval-Id") != id || a.header.Get("X-Approval-Status") != "needs_approval" {
-		t.Fatalf("placeholders: %v", a.header)
+	a := g.Expect(g.Do("DELETE", "/apps/1", alice, "", "Approval-Justification", "x"), http.StatusAccepted, "")
+	id := a.Body["id"].(string)
+	if a.Header.Get("X-Approval-Id") != id || a.Header.Get("X-Approval-Status") != "needs_approval" {
+		t.Fatalf("placeholders: %v", a.Header)
 	}
-	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
-	c := g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
+	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	c := g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
 	// The answer is the backend's, written during the replay: the request
 	// was completing then (an access log, written after, sees completed).
-	if c.header.Get("X-Approval-Id") != id || c.header.Get("X-Approval-Status") != "completing" {
-		t.Fatalf("placeholders after complete: %v", c.header)
+	if c.Header.Get("X-Approval-Id") != id || c.Header.Get("X-Approval-Status") != "completing" {
+		t.Fatalf("placeholders after complete: %v", c.Header)
 	}
 	recorded.Lock()
 	defer recorded.Unlock()

@@ -2,22 +2,20 @@ package approvalgateway
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/approval-gateway/gateway/internal/caddykit"
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -25,47 +23,8 @@ import (
 
 const testSecret = "caddy-test-secret-caddy-test-secret"
 
-// counter is a backend that counts the calls it receives by Idempotency-Key.
-type counter struct {
-	mu    sync.Mutex
-	calls []*http.Request
-	keys  map[string]int
-	*httptest.Server
-}
-
-func newCounter(t *testing.T) *counter {
-	c := &counter{keys: map[string]int{}}
-	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		c.mu.Lock()
-		c.calls = append(c.calls, r)
-		if k := r.Header.Get("Idempotency-Key"); k != "" {
-			c.keys[k]++
-		}
-		c.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprintf(w, `{"backend":"%s %s","body":%q}`, r.Method, r.URL.Path, body)
-	}))
-	t.Cleanup(c.Close)
-	return c
-}
-
-func (c *counter) mutating() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, r := range c.calls {
-		if r.Method != http.MethodGet {
-			n++
-		}
-	}
-	return n
-}
-
-func freePort(t *testing.T) int { return testkit.Port(t) }
-
-// gateway is an in-process Caddy running the approval gateway.
+// gateway is an in-process Caddy running the approval gateway in front of
+// backend; the embedded Client calls it.
 type gateway struct {
 	t       *testing.T
 	base    string
@@ -73,36 +32,44 @@ type gateway struct {
 	dir     string
 	store   string // the store line; default: store embedded <dir>
 	logFile string // when set, Caddy logs everything (debug) to this file
-	backend *counter
+	// policies is the policy directory; default the flow's test policies.
+	policies string
+	backend  *testkit.Backend
+	*testkit.Client
+}
+
+// newGateway picks the gateway's port and data directory; load starts it.
+func newGateway(t *testing.T) *gateway {
+	g := &gateway{t: t, port: testkit.Port(t), dir: t.TempDir(), backend: testkit.NewBackend(t)}
+	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	g.Client = testkit.NewClient(t, g.base)
+	return g
 }
 
 func (g *gateway) caddyfile(extra string) string {
-	logging := ""
+	global := fmt.Sprintf("http_port %d", g.port)
 	if g.logFile != "" {
-		logging = fmt.Sprintf("\n\tlog {\n\t\toutput file %s\n\t\tlevel DEBUG\n\t}", g.logFile)
+		global += fmt.Sprintf("\nlog {\n\toutput file %s\n\tlevel DEBUG\n}", g.logFile)
 	}
-	return fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	http_port %d%s
+	return caddykit.Site(g.port, global, "\tmetrics /metrics\n"+g.block(extra)+"\n\treverse_proxy "+strings.TrimPrefix(g.backend.URL, "http://"))
 }
 
-http://127.0.0.1:%d {
-	metrics /metrics
-	approval_gateway {
+// block is the test sites' approval_gateway directive, with extra options.
+func (g *gateway) block(extra string) string {
+	policies := g.policies
+	if policies == "" {
+		policies = "approvals/testdata/policies"
+	}
+	return fmt.Sprintf(`	approval_gateway {
 		%s
 		identity jwt {
 			secret %s
 			issuer https://idp.test
 		}
-		policies approvals/testdata/policies
+		policies %s
 		admin_groups auditors
 		%s
-	}
-	reverse_proxy %s
-}
-`, g.port, logging, g.port, g.storeLine(), testSecret, extra, strings.TrimPrefix(g.backend.URL, "http://"))
+	}`, g.storeLine(), testSecret, policies, extra)
 }
 
 func (g *gateway) storeLine() string {
@@ -114,144 +81,76 @@ func (g *gateway) storeLine() string {
 
 func (g *gateway) load(extra string) {
 	g.t.Helper()
-	loadCaddyfile(g.t, g.base, g.caddyfile(extra))
-}
-
-// loadCaddyfile adapts a Caddyfile and runs it in this process (replacing
-// what runs), and waits until the gateway at base is ready.
-func loadCaddyfile(t *testing.T, base, text string) {
-	t.Helper()
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitHealthy(t, base+"/.approvals/healthz")
+	caddykit.Load(g.t, g.base, g.caddyfile(extra))
 }
 
 func startGateway(t *testing.T, store ...string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t), store: strings.Join(store, "\n")}
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
+	g := newGateway(t)
+	g.store = strings.Join(store, "\n")
 	g.load("")
-	t.Cleanup(func() { _ = caddy.Stop() })
 	return g
 }
 
+// token mints a token of the test issuer.
 func token(t *testing.T, sub string, groups ...string) string {
 	t.Helper()
-	c := jwt.MapClaims{"sub": sub, "groups": groups, "iss": "https://idp.test",
-		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(testSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-type answer struct {
-	status int
-	header http.Header
-	body   map[string]any
-	raw    string
-}
-
-func (a answer) code() string {
-	e, _ := a.body["error"].(map[string]any)
-	s, _ := e["code"].(string)
-	return s
-}
-
-func (g *gateway) call(method, path, tok, body string, headers ...string) answer {
-	g.t.Helper()
-	req, err := http.NewRequest(method, g.base+path, strings.NewReader(body))
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := noKeepAlive.Do(req)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
-}
-
-func (g *gateway) want(a answer, status int, code string) answer {
-	g.t.Helper()
-	if a.status != status || a.code() != code {
-		g.t.Fatalf("got %d %q, want %d %q: %s", a.status, a.code(), status, code, a.raw)
-	}
-	return a
+	return testkit.Token(t, testSecret, "https://idp.test", sub, groups...)
 }
 
 const api = "/.approvals/api/v1/requests/"
-
-// noKeepAlive opens a connection per call: a config reload closes the idle
-// connections of the old server, which a POST must not be sent on.
-var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 10 * time.Second}, Timeout: 30 * time.Second}
 
 func TestThroughCaddy(t *testing.T) {
 	g := startGateway(t)
 	alice, bob, eve := token(t, "alice", "ops"), token(t, "bob", "approvers"), token(t, "eve", "sales")
 
-	g.want(g.call("GET", "/apps", "", ""), http.StatusCreated, "") // reads pass untouched
-	a := g.want(g.call("POST", "/apps", "", `{}`), http.StatusUnauthorized, "unauthenticated")
-	if a.header.Get("WWW-Authenticate") != "Bearer" {
-		t.Fatalf("WWW-Authenticate %q", a.header.Get("WWW-Authenticate"))
+	g.Expect(g.Do("GET", "/apps", "", ""), http.StatusOK, "") // reads pass untouched
+	a := g.Expect(g.Do("POST", "/apps", "", `{}`), http.StatusUnauthorized, "unauthenticated")
+	if a.Header.Get("WWW-Authenticate") != "Bearer" {
+		t.Fatalf("WWW-Authenticate %q", a.Header.Get("WWW-Authenticate"))
 	}
-	g.want(g.call("DELETE", "/apps/1", alice, ""), http.StatusPreconditionRequired, "justification_required")
-	a = g.want(g.call("DELETE", "/apps/1", alice, "", "Approval-Justification", "CHG-1"), http.StatusAccepted, "")
-	id := a.body["id"].(string)
-	if a.header.Get("Location") != api+id {
-		t.Fatalf("Location %q", a.header.Get("Location"))
+	g.Expect(g.Do("DELETE", "/apps/1", alice, ""), http.StatusPreconditionRequired, "justification_required")
+	a = g.Expect(g.Do("DELETE", "/apps/1", alice, "", "Approval-Justification", "CHG-1"), http.StatusAccepted, "")
+	id := a.Body["id"].(string)
+	if a.Header.Get("Location") != api+id {
+		t.Fatalf("Location %q", a.Header.Get("Location"))
 	}
-	if g.backend.mutating() != 0 {
+	if len(g.backend.Mutating()) != 0 {
 		t.Fatal("the backend saw a parked call")
 	}
-	g.want(g.call("DELETE", "/apps/1", alice, "", "Approval-Justification", "again"), http.StatusConflict, "pending_exists")
-	g.want(g.call("POST", api+id+"/approve", alice, ""), http.StatusForbidden, "self_approval")
-	g.want(g.call("POST", api+id+"/approve", token(t, "audrey", "auditors"), ""), http.StatusForbidden, "not_an_approver")
-	g.want(g.call("GET", api+id, eve, ""), http.StatusNotFound, "not_found")
-	g.want(g.call("POST", api+id+"/approve", bob, `{"notes":"ok"}`), http.StatusOK, "")
+	g.Expect(g.Do("DELETE", "/apps/1", alice, "", "Approval-Justification", "again"), http.StatusConflict, "pending_exists")
+	g.Expect(g.Do("POST", api+id+"/approve", alice, ""), http.StatusForbidden, "self_approval")
+	g.Expect(g.Do("POST", api+id+"/approve", token(t, "audrey", "auditors"), ""), http.StatusForbidden, "not_an_approver")
+	g.Expect(g.Do("GET", api+id, eve, ""), http.StatusNotFound, "not_found")
+	g.Expect(g.Do("POST", api+id+"/approve", bob, `{"notes":"ok"}`), http.StatusOK, "")
 
-	a = g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
-	if a.raw != `{"backend":"DELETE /apps/1","body":""}` || a.header.Get("Approval-Request-Id") != id {
-		t.Fatalf("complete answered %s", a.raw)
+	a = g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
+	if a.Raw != `{"done":"DELETE /apps/1"}` || a.Header.Get("Approval-Request-Id") != id {
+		t.Fatalf("complete answered %s", a.Raw)
 	}
-	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusConflict, "invalid_transition")
-	if g.backend.mutating() != 1 || g.backend.keys[id] != 1 {
-		t.Fatalf("backend saw %d calls, key %d times", g.backend.mutating(), g.backend.keys[id])
+	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusConflict, "invalid_transition")
+	if len(g.backend.Mutating()) != 1 || g.backend.Keyed(id) != 1 {
+		t.Fatalf("backend saw %d calls, key %d times", len(g.backend.Mutating()), g.backend.Keyed(id))
 	}
-	replayed := g.backend.calls[len(g.backend.calls)-1]
+	replayed := g.backend.Calls()[len(g.backend.Calls())-1]
 	if replayed.Header.Get("Approval-Approved-By") != "bob" || replayed.Header.Get("Authorization") != "Bearer "+alice {
 		t.Fatalf("replayed headers %v", replayed.Header)
 	}
 
 	// Reject with notes, and cancel.
-	id = g.want(g.call("POST", "/roles", alice, `{"name":"root"}`, "Approval-Justification", "x"), http.StatusAccepted, "").body["id"].(string)
-	g.want(g.call("POST", api+id+"/reject", bob, ""), http.StatusBadRequest, "notes_required")
-	g.want(g.call("POST", api+id+"/reject", bob, `{"notes":"no root roles"}`), http.StatusOK, "")
-	id = g.want(g.call("POST", "/roles", alice, `{"name":"root"}`, "Approval-Justification", "x"), http.StatusAccepted, "").body["id"].(string)
-	g.want(g.call("POST", api+id+"/cancel", bob, ""), http.StatusForbidden, "not_the_requester")
-	g.want(g.call("POST", api+id+"/cancel", alice, ""), http.StatusOK, "")
-	if g.backend.mutating() != 1 {
+	id = g.Expect(g.Do("POST", "/roles", alice, `{"name":"root"}`, "Approval-Justification", "x"), http.StatusAccepted, "").Body["id"].(string)
+	g.Expect(g.Do("POST", api+id+"/reject", bob, ""), http.StatusBadRequest, "notes_required")
+	g.Expect(g.Do("POST", api+id+"/reject", bob, `{"notes":"no root roles"}`), http.StatusOK, "")
+	id = g.Expect(g.Do("POST", "/roles", alice, `{"name":"root"}`, "Approval-Justification", "x"), http.StatusAccepted, "").Body["id"].(string)
+	g.Expect(g.Do("POST", api+id+"/cancel", bob, ""), http.StatusForbidden, "not_the_requester")
+	g.Expect(g.Do("POST", api+id+"/cancel", alice, ""), http.StatusOK, "")
+	if len(g.backend.Mutating()) != 1 {
 		t.Fatal("a rejected or canceled request reached the backend")
 	}
 
 	// The gateway's metrics show at Caddy's metrics endpoint.
 	req, _ := http.NewRequest("GET", g.base+"/metrics", nil)
-	resp, err := noKeepAlive.Do(req)
+	resp, err := testkit.NewClient(t, "").HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,40 +175,40 @@ func TestThroughCaddy(t *testing.T) {
 	big := strings.Repeat("x", 1<<20+1)
 	// With Expect: 100-continue the client waits for the answer, which comes
 	// from Content-Length before any of the body is read.
-	g.want(g.call("POST", "/apps", alice, big, "Approval-Justification", "x", "Expect", "100-continue"), http.StatusRequestEntityTooLarge, "body_too_large")
+	g.Expect(g.Do("POST", "/apps", alice, big, "Approval-Justification", "x", "Expect", "100-continue"), http.StatusRequestEntityTooLarge, "body_too_large")
 }
 
 func TestReloadKeepsPendingRequests(t *testing.T) {
 	g := startGateway(t)
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
-	id := g.want(g.call("DELETE", "/devices/9", alice, "", "Approval-Justification", "retire"), http.StatusAccepted, "").body["id"].(string)
+	id := g.Expect(g.Do("DELETE", "/devices/9", alice, "", "Approval-Justification", "retire"), http.StatusAccepted, "").Body["id"].(string)
 
 	// Two reloads with changed configurations: the embedded etcd is reused
 	// (reopening its directory would deadlock on the file lock).
 	g.load("max_justification 500")
 	g.load("require_approval_notes")
-	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusBadRequest, "notes_required")
-	g.want(g.call("POST", api+id+"/approve", bob, `{"notes":"after two reloads"}`), http.StatusOK, "")
-	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
-	if g.backend.keys[id] != 1 {
-		t.Fatalf("replayed %d times", g.backend.keys[id])
+	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusBadRequest, "notes_required")
+	g.Expect(g.Do("POST", api+id+"/approve", bob, `{"notes":"after two reloads"}`), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
+	if g.backend.Keyed(id) != 1 {
+		t.Fatalf("replayed %d times", g.backend.Keyed(id))
 	}
 }
 
 // TestExternalEtcd runs the gateway against an etcd it does not own, through
 // the same client code path as the embedded store, under a key prefix.
 func TestExternalEtcd(t *testing.T) {
-	cli, srv := testkit.Etcd(t)
+	cli, srv := etcdkit.Start(t)
 	g := startGateway(t, "store etcd {\n\t\t\tendpoints "+srv.Endpoint+"\n\t\t\tprefix /team-a/approvals/\n\t\t}")
 	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
-	id := g.want(g.call("POST", "/scripts", alice, `{"name":"x"}`, "Approval-Justification", "deploy"), http.StatusAccepted, "").body["id"].(string)
+	id := g.Expect(g.Do("POST", "/scripts", alice, `{"name":"x"}`, "Approval-Justification", "deploy"), http.StatusAccepted, "").Body["id"].(string)
 	resp, err := cli.Get(context.Background(), "/team-a/approvals/requests/"+id)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("record not under the configured prefix: %v %v", resp, err)
 	}
-	g.want(g.call("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
-	g.want(g.call("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
-	if g.backend.keys[id] != 1 {
+	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
+	if g.backend.Keyed(id) != 1 {
 		t.Fatal("not replayed once")
 	}
 }
@@ -342,7 +241,7 @@ func TestProvisionErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfgText := fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\n\nhttp://127.0.0.1:%d {\n\tapproval_gateway {\n\t\tstore embedded %s\n\t\t%s\n\t}\n}\n",
-				freePort(t), filepath.Join(dir, strings.ReplaceAll(name, " ", "-")), tc.block)
+				testkit.Port(t), filepath.Join(dir, strings.ReplaceAll(name, " ", "-")), tc.block)
 			cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfgText), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -367,16 +266,9 @@ func TestPlaceholderIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{t: t, port: freePort(t), dir: t.TempDir(), backend: newCounter(t)}
-	g.base = fmt.Sprintf("http://127.0.0.1:%d", g.port)
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-}
-
-http://127.0.0.1:%d {
-	basic_auth {
+	g := newGateway(t)
+	// Not waited for: the health check is behind basic_auth too.
+	caddykit.Load(t, "", caddykit.Site(g.port, "", fmt.Sprintf(`	basic_auth {
 		alice %s
 		bob %s
 	}
@@ -388,51 +280,29 @@ http://127.0.0.1:%d {
 		policies approvals/testdata/policies
 		console
 	}
-	reverse_proxy %s
-}
-`, g.port, hash, hash, g.dir, strings.TrimPrefix(g.backend.URL, "http://"))
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(adapted, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	reverse_proxy %s`, hash, hash, g.dir, strings.TrimPrefix(g.backend.URL, "http://"))))
 
-	call := func(user, method, path string, headers ...string) answer {
-		req, _ := http.NewRequest(method, g.base+path, nil)
+	call := func(user, method, path string, headers ...string) testkit.Answer {
 		if user != "" {
-			req.SetBasicAuth(user, "pw")
+			headers = append(headers, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":pw")))
 		}
-		for i := 0; i+1 < len(headers); i += 2 {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-		resp, err := noKeepAlive.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-		_ = json.Unmarshal(raw, &a.body)
-		return a
+		return g.Do(method, path, "", "", headers...)
 	}
-	testkit.WaitFor(t, func() bool { return call("alice", "GET", "/.approvals/healthz").status == http.StatusOK })
-	if a := call("", "DELETE", "/apps/1"); a.status != http.StatusUnauthorized {
-		t.Fatalf("without basic auth: %d", a.status)
+	testkit.WaitFor(t, func() bool { return call("alice", "GET", "/.approvals/healthz").Status == http.StatusOK })
+	if a := call("", "DELETE", "/apps/1"); a.Status != http.StatusUnauthorized {
+		t.Fatalf("without basic auth: %d", a.Status)
 	}
-	a := g.want(call("alice", "DELETE", "/apps/1", "Approval-Justification", "cleanup"), http.StatusAccepted, "")
-	id := a.body["id"].(string)
-	if a.body["requester"].(map[string]any)["subject"] != "alice" {
-		t.Fatalf("requester from the placeholder: %s", a.raw)
+	a := g.Expect(call("alice", "DELETE", "/apps/1", "Approval-Justification", "cleanup"), http.StatusAccepted, "")
+	id := a.Body["id"].(string)
+	if a.Body["requester"].(map[string]any)["subject"] != "alice" {
+		t.Fatalf("requester from the placeholder: %s", a.Raw)
 	}
 	// The console knows bob from the request: no login page.
 	page := call("bob", "GET", "/.approvals/requests?view=received", "X-Test-Groups", "approvers")
-	if page.status != http.StatusOK || !strings.Contains(page.raw, `/.approvals/requests/`+id) || !strings.Contains(page.raw, "bob") {
-		t.Fatalf("console for an upstream identity: %d %s", page.status, page.raw)
+	if page.Status != http.StatusOK || !strings.Contains(page.Raw, `/.approvals/requests/`+id) || !strings.Contains(page.Raw, "bob") {
+		t.Fatalf("console for an upstream identity: %d %s", page.Status, page.Raw)
 	}
-	g.want(call("bob", "POST", api+id+"/approve", "X-Test-Groups", "approvers"), http.StatusOK, "")
+	g.Expect(call("bob", "POST", api+id+"/approve", "X-Test-Groups", "approvers"), http.StatusOK, "")
 }
 
 func grepLines(s, sub string) string {

@@ -3,18 +3,17 @@ package approvalgateway
 import (
 	"bytes"
 	"crypto/sha256"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/approval-gateway/gateway/internal/caddykit"
+	"github.com/approval-gateway/gateway/internal/testkit"
 )
 
 // TestLargeAllowedUploadStreams: when no policy reads bodies, an allowed
@@ -37,33 +36,10 @@ func TestLargeAllowedUploadStreams(t *testing.T) {
 	t.Cleanup(backend.Close)
 
 	start := func(rego string) string {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		port := freePort(t)
-		cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-}
-
-http://127.0.0.1:%d {
-	approval_gateway {
-		store embedded %s
-		identity jwt {
-			secret %s
-			issuer https://idp.test
-		}
-		policies %s
-	}
-	reverse_proxy %s
-}
-`, port, t.TempDir(), testSecret, dir, strings.TrimPrefix(backend.URL, "http://"))
-		base := fmt.Sprintf("http://127.0.0.1:%d", port)
-		loadCaddyfile(t, base, cfg)
-		t.Cleanup(func() { _ = caddy.Stop() })
-		return base
+		g := newGateway(t)
+		g.policies = testkit.WritePolicy(t, rego)
+		caddykit.Load(t, g.base, caddykit.Site(g.port, "", g.block("")+"\n\treverse_proxy "+strings.TrimPrefix(backend.URL, "http://")))
+		return g.base
 	}
 	upload := func(base string) int {
 		req, _ := http.NewRequest("POST", base+"/uploads/app.pkg", io.LimitReader(zeros{}, size))
@@ -74,7 +50,7 @@ http://127.0.0.1:%d {
 		// is read), so a refusal from Content-Length is an answer, not a
 		// reset connection.
 		req.Header.Set("Expect", "100-continue")
-		resp, err := noKeepAlive.Do(req)
+		resp, err := testkit.NewClient(t, "").HTTP.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

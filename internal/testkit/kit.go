@@ -1,5 +1,4 @@
-// Package testkit is what the gateway's tests share: a real embedded etcd,
-// real signed tokens, ports that stay free, an HTTP client that checks
+// Package testkit is what the gateway's tests share: real signed tokens, ports that stay free, an HTTP client that checks
 // the contract's answers, a backend that records what reaches it, a
 // settable clock, and waiting for a condition. It holds no mocks: every
 // piece is the real component.
@@ -7,38 +6,14 @@ package testkit
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/module/etcdembed"
 	"github.com/golang-jwt/jwt/v5"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
-
-// Etcd runs an embedded etcd in a temporary directory for the duration of
-// the test and returns a client connected to it.
-func Etcd(t testing.TB) (*clientv3.Client, *etcdembed.Server) {
-	t.Helper()
-	srv, err := etcdembed.Start(etcdembed.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return Dial(t, srv.Endpoint), srv
-}
-
-// Dial connects a client to endpoint, closed when the test ends.
-func Dial(t testing.TB, endpoint string) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	return cli
-}
 
 // Token mints a real HS256 token for sub and groups, issued by issuer (if
 // not empty), valid for an hour. Tokens minted at different times differ,
@@ -91,4 +66,15 @@ func Run(t testing.TB, fn func(context.Context)) (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return stop
+}
+
+// WritePolicy writes rego as the only policy of a fresh directory and
+// returns the directory.
+func WritePolicy(t testing.TB, rego string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

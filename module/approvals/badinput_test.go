@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,7 +27,7 @@ func stored(h *approvalstest.Harness) int64 {
 // TestBadInputEverywhere: hostile input gets a clear 4xx and nothing is
 // stored half-way; a binary body is replayed byte for byte.
 func TestBadInputEverywhere(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, `package approval
+	h := approvalstest.New(t, testkit.WritePolicy(t, `package approval
 
 decision := {"action": "deny", "policy": "json", "reason": "the body is not JSON"} if {
 	input.request.body == null

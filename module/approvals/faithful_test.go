@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 )
 
@@ -33,7 +34,7 @@ decision := {"action": "require_approval", "policy": "rbac", "resource": "roles"
 // method asked for, and the call is stored and replayed as it was sent, so
 // it is never parked as one method and executed as another.
 func TestMethodOverrides(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, faithfulPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, faithfulPolicy), nil)
 	alice := h.Token("alice")
 	for _, hdr := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "X_HTTP_Method_Override"} {
 		h.Expect(h.Do("POST", "/devices/2", alice, `{"wiped":true}`, hdr, "PATCH", "Content-Type", "application/json"), http.StatusBadRequest, "method_override")
@@ -56,7 +57,7 @@ func TestMethodOverrides(t *testing.T) {
 		t.Fatalf("%d overridden calls reached the backend", n)
 	}
 
-	j := approvalstest.New(t, approvalstest.WritePolicy(t, faithfulPolicy), func(o *approvalstest.Options) { o.JudgeMethodOverride = true })
+	j := approvalstest.New(t, testkit.WritePolicy(t, faithfulPolicy), func(o *approvalstest.Options) { o.JudgeMethodOverride = true })
 	alice, bob := j.Token("alice"), j.Token("bob", "approvers")
 	// Judged as the PATCH it is: the wipe is denied.
 	j.Expect(j.Do("POST", "/devices/2", alice, `{"wiped":true}`, "X-HTTP-Method-Override", "PATCH", "Content-Type", "application/json"), http.StatusForbidden, "denied")
@@ -84,7 +85,7 @@ func TestMethodOverrides(t *testing.T) {
 // default; when judged, the policy sees the normalized path beside the raw
 // one, and the replay sends the raw target byte for byte.
 func TestRawTargetIsJudgedAndReplayed(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, faithfulPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, faithfulPolicy), nil)
 	alice := h.Token("alice")
 	for _, p := range []string{"/apps/2%2Fx", "/apps/./2", "/open/../roles/2", "/open/%2e%2e/roles/2", "/apps/2%5Cx", "/apps/2;x=1", "/apps/2%00"} {
 		h.Expect(h.Do("PUT", p, alice, `{}`, "Approval-Justification", "j"), http.StatusBadRequest, "ambiguous_path")
@@ -96,7 +97,7 @@ func TestRawTargetIsJudgedAndReplayed(t *testing.T) {
 		t.Fatalf("%d calls reached the backend", n)
 	}
 
-	j := approvalstest.New(t, approvalstest.WritePolicy(t, faithfulPolicy), func(o *approvalstest.Options) { o.JudgeAmbiguousPaths = true })
+	j := approvalstest.New(t, testkit.WritePolicy(t, faithfulPolicy), func(o *approvalstest.Options) { o.JudgeAmbiguousPaths = true })
 	alice, bob := j.Token("alice"), j.Token("bob", "approvers")
 	j.Expect(j.Do("PUT", "/open/../roles/2", alice, "{}", "Approval-Justification", "j"), http.StatusAccepted, "")
 	rec := j.Expect(j.Do("PUT", "/apps/2%2Fx?v=a%2Fb&v=2", alice, `{"version":"2"}`, "Approval-Justification", "j", "Content-Type", "application/json"), http.StatusAccepted, "")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
@@ -280,7 +281,7 @@ decision := {"action": "allow", "policy": "open"} if {
 `
 
 func TestPolicyActions(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, splitPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, splitPolicy), nil)
 	alice := h.Token("alice")
 	h.Expect(h.Do("POST", "/open", alice, `{"a":1}`), http.StatusCreated, "")
 	if calls := h.Backend.Mutating(); len(calls) != 1 || calls[0].Body != `{"a":1}` || calls[0].Header.Get("Authorization") != "Bearer "+alice {
@@ -300,7 +301,7 @@ func TestPolicyActions(t *testing.T) {
 		t.Fatal("a refused call reached the backend")
 	}
 	// Methods outside the judged list pass untouched.
-	h2 := approvalstest.New(t, approvalstest.WritePolicy(t, splitPolicy), func(o *approvalstest.Options) { o.Methods = []string{"DELETE"} })
+	h2 := approvalstest.New(t, testkit.WritePolicy(t, splitPolicy), func(o *approvalstest.Options) { o.Methods = []string{"DELETE"} })
 	h2.Expect(h2.Do("POST", "/roles", "", ""), http.StatusCreated, "")
 }
 

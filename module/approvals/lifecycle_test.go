@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
@@ -43,7 +44,7 @@ decision := {
 `
 
 func TestTwoExpiryWindows(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, expiringPolicy), func(o *approvalstest.Options) {
+	h := approvalstest.New(t, testkit.WritePolicy(t, expiringPolicy), func(o *approvalstest.Options) {
 		o.ApprovalExpiry = time.Hour
 		o.CompletionExpiry = 2 * time.Hour
 	})
@@ -202,7 +203,7 @@ decision := {
 `
 
 func TestAutoComplete(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, autoPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, autoPolicy), nil)
 	alice, bob, carol := h.Token("alice"), h.Token("bob", "approvers"), h.Token("carol", "approvers")
 	id := h.Park(alice, "POST", "/scripts", `{"run":"all"}`)
 	res := h.Approve(bob, id)
@@ -231,7 +232,7 @@ func TestAutoComplete(t *testing.T) {
 }
 
 func TestListFilters(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, splitPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, splitPolicy), nil)
 	alice, carol, bob := h.Token("alice"), h.Token("carol"), h.Token("bob", "approvers")
 	admin := h.Token("audrey", "auditors")
 	t0 := h.Clock.Now()
@@ -397,7 +398,7 @@ func TestStoreRestartRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli := testkit.Dial(t, srv.Endpoint)
+	cli := etcdkit.Dial(t, srv.Endpoint)
 	h := approvalstest.NewOn(t, cli, srv, "", nil)
 	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
 	id := h.Park(alice, "DELETE", "/apps/1", "")

@@ -25,7 +25,7 @@ decision := {
 `
 
 func TestDryRun(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, dryRunPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, dryRunPolicy), nil)
 	alice, admin := h.Token("alice"), h.Token("audrey", "auditors")
 	h.Expect(h.Do("POST", "/scripts", alice, `{"x":1}`), http.StatusCreated, "")
 	if calls := h.Backend.Mutating(); len(calls) != 1 || calls[0].Body != `{"x":1}` {
@@ -61,7 +61,7 @@ else := {
 
 func TestBreakGlass(t *testing.T) {
 	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, breakGlassPolicy), nil)
+	h := approvalstest.New(t, testkit.WritePolicy(t, breakGlassPolicy), nil)
 	oncall := h.TokenWith(map[string]any{"sub": "oncall", "groups": []string{"it-ops"}, "break_glass": true})
 	admin := h.Token("audrey", "auditors")
 
@@ -101,7 +101,7 @@ func TestBreakGlass(t *testing.T) {
 
 func TestHealthAndEvaluate(t *testing.T) {
 	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
-	dir := approvalstest.WritePolicy(t, splitPolicy)
+	dir := testkit.WritePolicy(t, splitPolicy)
 	h := approvalstest.New(t, dir, nil)
 	admin, alice := h.Token("audrey", "auditors"), h.Token("alice")
 	res := h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -45,7 +46,7 @@ func storeHolds(t *testing.T, cli *clientv3.Client, s string) bool {
 // listed headers, which are stored only sealed, opened only for the replay,
 // and gone once the request ends; keys rotate.
 func TestSealedReplayCredentials(t *testing.T) {
-	policyDir := approvalstest.WritePolicy(t, autoPolicy)
+	policyDir := testkit.WritePolicy(t, autoPolicy)
 	a := approvalstest.New(t, policyDir, func(o *approvalstest.Options) { o.Sealer = sealer(t, "a") })
 	alice, bob, carol := a.Token("alice"), a.Token("bob", "approvers"), a.Token("carol", "approvers")
 	park := func(path string) string {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 )
@@ -13,7 +14,7 @@ import (
 // approval toward a quorum, one list of their own requests and one
 // pending cap.
 func TestOnePersonInAnotherCase(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, `package approval
+	h := approvalstest.New(t, testkit.WritePolicy(t, `package approval
 
 decision := {"action": "require_approval", "policy": "two", "resource": trim_prefix(input.request.path, "/"),
 	"approvers": [{"group": "approvers", "required": 2}]}

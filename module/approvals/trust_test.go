@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 )
 
@@ -13,7 +14,7 @@ import (
 // when spelt with underscores; only a replay carries them, set by the
 // gateway.
 func TestClientTrustHeadersNeverReachTheBackend(t *testing.T) {
-	h := approvalstest.New(t, approvalstest.WritePolicy(t, `package approval
+	h := approvalstest.New(t, testkit.WritePolicy(t, `package approval
 
 decision := {"action": "allow", "policy": "open"} if input.request.path == "/open"
 

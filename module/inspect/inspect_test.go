@@ -2,12 +2,9 @@ package inspect
 
 import (
 	"bytes"
-	"compress/flate"
 	"compress/gzip"
-	"compress/zlib"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -16,8 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"golang.org/x/text/encoding/unicode"
 	"golang.org/x/text/encoding/unicode/utf32"
 )
@@ -216,33 +212,6 @@ func TestReadTarget(t *testing.T) {
 	}
 }
 
-func compress(t testing.TB, coding string, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	var w io.WriteCloser
-	switch coding {
-	case "gzip":
-		w = gzip.NewWriter(&buf)
-	case "zlib":
-		w = zlib.NewWriter(&buf)
-	case "flate":
-		w, _ = flate.NewWriter(&buf, flate.BestCompression)
-	case "br":
-		w = brotli.NewWriter(&buf)
-	case "zstd":
-		w, _ = zstd.NewWriter(&buf)
-	default:
-		t.Fatalf("no coding %s", coding)
-	}
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 func TestReadBody(t *testing.T) {
 	wiped := []byte(`{"wiped":true}`)
 	utf16 := func(e unicode.Endianness, bom unicode.BOMPolicy, s string) []byte {
@@ -272,14 +241,14 @@ func TestReadBody(t *testing.T) {
 		{name: "JSON", body: wiped, ct: "application/json", want: `{"wiped":true}`},
 		{name: "JSON, charset utf-8", body: wiped, ct: "application/json; charset=UTF-8", want: `{"wiped":true}`},
 		{name: "merge patch JSON", body: wiped, ct: "application/merge-patch+json", want: `{"wiped":true}`},
-		{name: "gzip", body: compress(t, "gzip", wiped), ct: "application/json", ce: "gzip", want: `{"wiped":true}`},
-		{name: "GZIP", body: compress(t, "gzip", wiped), ct: "application/json", ce: "GZIP", want: `{"wiped":true}`},
-		{name: "x-gzip", body: compress(t, "gzip", wiped), ct: "application/json", ce: "x-gzip", want: `{"wiped":true}`},
-		{name: "deflate (zlib)", body: compress(t, "zlib", wiped), ct: "application/json", ce: "deflate", want: `{"wiped":true}`},
-		{name: "deflate (raw)", body: compress(t, "flate", wiped), ct: "application/json", ce: "Deflate", want: `{"wiped":true}`},
-		{name: "br", body: compress(t, "br", wiped), ct: "application/json", ce: "br", want: `{"wiped":true}`},
-		{name: "zstd", body: compress(t, "zstd", wiped), ct: "application/json", ce: "zstd", want: `{"wiped":true}`},
-		{name: "stacked gzip, br", body: compress(t, "br", compress(t, "gzip", wiped)), ct: "application/json", ce: "gzip, br", want: `{"wiped":true}`},
+		{name: "gzip", body: testkit.Compress(t, "gzip", wiped), ct: "application/json", ce: "gzip", want: `{"wiped":true}`},
+		{name: "GZIP", body: testkit.Compress(t, "gzip", wiped), ct: "application/json", ce: "GZIP", want: `{"wiped":true}`},
+		{name: "x-gzip", body: testkit.Compress(t, "gzip", wiped), ct: "application/json", ce: "x-gzip", want: `{"wiped":true}`},
+		{name: "deflate (zlib)", body: testkit.Compress(t, "deflate", wiped), ct: "application/json", ce: "deflate", want: `{"wiped":true}`},
+		{name: "deflate (raw)", body: testkit.Compress(t, "flate", wiped), ct: "application/json", ce: "Deflate", want: `{"wiped":true}`},
+		{name: "br", body: testkit.Compress(t, "br", wiped), ct: "application/json", ce: "br", want: `{"wiped":true}`},
+		{name: "zstd", body: testkit.Compress(t, "zstd", wiped), ct: "application/json", ce: "zstd", want: `{"wiped":true}`},
+		{name: "stacked gzip, br", body: testkit.Compress(t, "br", testkit.Compress(t, "gzip", wiped)), ct: "application/json", ce: "gzip, br", want: `{"wiped":true}`},
 		{name: "identity", body: wiped, ct: "application/json", ce: "identity", want: `{"wiped":true}`},
 		{name: "unknown coding", body: wiped, ct: "application/json", ce: "compress", code: CodeUnsupportedEncoding},
 		{name: "not gzip", body: wiped, ct: "application/json", ce: "gzip", code: CodeInvalidBody},
@@ -314,7 +283,7 @@ func TestReadBody(t *testing.T) {
 		{name: "multipart with an epilogue", body: append(bytes.Clone(mp.Bytes()), []byte(`{"wiped":true}`)...), ct: mw.FormDataContentType(), code: CodeInvalidBody},
 		{name: "multipart part named twice", body: []byte("--b\r\nContent-Disposition: form-data; name=\"x\"; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n"), ct: "multipart/form-data; boundary=b", code: CodeInvalidBody},
 		{name: "gzip with a file name", body: gzipNamed(t, wiped), ct: "application/json", ce: "gzip", code: CodeInvalidBody},
-		{name: "two gzip members", body: append(compress(t, "gzip", []byte(`{"wiped":`)), compress(t, "gzip", []byte(`true}`))...), ct: "application/json", ce: "gzip", want: `{"wiped":true}`},
+		{name: "two gzip members", body: append(testkit.Compress(t, "gzip", []byte(`{"wiped":`)), testkit.Compress(t, "gzip", []byte(`true}`))...), ct: "application/json", ce: "gzip", want: `{"wiped":true}`},
 		{name: "a number float64 rounds", body: []byte(`{"limit":99.99999999999999999}`), ct: "application/json", code: CodeInvalidBody},
 		{name: "an integer past 2^53", body: []byte(`{"id":9007199254740993}`), ct: "application/json", code: CodeInvalidBody},
 		{name: "a number past float64", body: []byte(`{"n":1e400}`), ct: "application/json", code: CodeInvalidBody},
@@ -328,7 +297,7 @@ func TestReadBody(t *testing.T) {
 		{name: "text", body: wiped, ct: "text/plain", want: "null", mediaTyp: "text/plain"},
 		{name: "octet stream", body: []byte{1, 2, 3}, ct: "application/octet-stream", want: "null"},
 		{name: "bad content type", body: wiped, ct: "application/json; charset", code: CodeInvalidBody},
-		{name: "decoded over the limit", body: compress(t, "gzip", bytes.Repeat([]byte(" "), 2000)), ct: "application/json", ce: "gzip", maxBody: 1000, code: CodeBodyTooLarge},
+		{name: "decoded over the limit", body: testkit.Compress(t, "gzip", bytes.Repeat([]byte(" "), 2000)), ct: "application/json", ce: "gzip", maxBody: 1000, code: CodeBodyTooLarge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -395,12 +364,12 @@ func TestDecompressionBombIsBounded(t *testing.T) {
 		body         []byte
 		allocBound   int
 	}{
-		{"gzip, 1 MB of zeros", "gzip", compress(t, "gzip", zeros), maxBody},
-		{"gzip inside gzip, 64 MiB of zeros", "gzip, gzip", compress(t, "gzip", compress(t, "gzip", many)), maxBody},
-		{"zstd, 4 MiB of zeros", "zstd", compress(t, "zstd", many[:4<<20]), maxBody},
+		{"gzip, 1 MB of zeros", "gzip", testkit.Compress(t, "gzip", zeros), maxBody},
+		{"gzip inside gzip, 64 MiB of zeros", "gzip, gzip", testkit.Compress(t, "gzip", testkit.Compress(t, "gzip", many)), maxBody},
+		{"zstd, 4 MiB of zeros", "zstd", testkit.Compress(t, "zstd", many[:4<<20]), maxBody},
 		// Brotli's decoder holds a window of up to 16 MiB, whatever the
 		// limit: bounded, but by the format, not by max_body.
-		{"br, 64 MiB of zeros", "br", compress(t, "br", many), 16<<20 + maxBody},
+		{"br, 64 MiB of zeros", "br", testkit.Compress(t, "br", many), 16<<20 + maxBody},
 	}
 	for _, c := range bombs {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -17,7 +17,7 @@ import (
 func BenchmarkListPage(b *testing.B) {
 	for _, n := range []int{100, 100000} {
 		b.Run(fmt.Sprintf("stored=%d", n), func(b *testing.B) {
-			cli, _ := testkit.Etcd(b)
+			cli, _ := etcdkit.Start(b)
 			s, err := New(cli, Options{Timeout: 30 * time.Second})
 			if err != nil {
 				b.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/module/record"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -40,7 +40,7 @@ func countingStore(t *testing.T, endpoint string) (*Store, *atomic.Int64) {
 // knows the requester's count, and two when another gateway parked for the
 // same requester since.
 func TestParkIsOneRoundTrip(t *testing.T) {
-	_, srv := testkit.Etcd(t)
+	_, srv := etcdkit.Start(t)
 	a, calls := countingStore(t, srv.Endpoint)
 	b, _ := countingStore(t, srv.Endpoint)
 	park := func(s *Store, resource string) (*record.Record, int64) {
@@ -69,7 +69,7 @@ func TestParkIsOneRoundTrip(t *testing.T) {
 // The cap is exact when two gateways park for one requester at once, and a
 // gateway whose count says "full" looks again once some have ended.
 func TestPendingCapAcrossGateways(t *testing.T) {
-	_, srv := testkit.Etcd(t)
+	_, srv := etcdkit.Start(t)
 	a, _ := countingStore(t, srv.Endpoint)
 	b, _ := countingStore(t, srv.Endpoint)
 	const limit = 5

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/google/uuid"
 )
@@ -18,7 +18,7 @@ var ctx = context.Background()
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	cli, _ := testkit.Etcd(t)
+	cli, _ := etcdkit.Start(t)
 	s, err := New(cli, Options{Prefix: "/test/approvals/"})
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +243,7 @@ func TestPrefixValidation(t *testing.T) {
 }
 
 func TestUnreachableStoreIsUnavailable(t *testing.T) {
-	cli, srv := testkit.Etcd(t)
+	cli, srv := etcdkit.Start(t)
 	s, _ := New(cli, Options{Timeout: 500 * time.Millisecond})
 	srv.Close()
 	err := s.Create(ctx, newRecord("alice", "apps/1"), nil, CreateOptions{})

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"compress/zlib"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,19 +18,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/andybalholm/brotli"
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/golang-jwt/jwt/v5"
-	"github.com/klauspost/compress/zstd"
 	"github.com/tidwall/gjson"
 	"golang.org/x/text/encoding/unicode"
 
+	"github.com/approval-gateway/gateway/internal/caddykit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 
 	_ "github.com/approval-gateway/gateway/module"
@@ -109,11 +106,11 @@ func TestBypassCorpus(t *testing.T) {
 	attacks := []attack{
 		// 1. Encoded bodies: the policy must see what the backend inflates
 		// and decodes. Decoded, each one parks.
-		{name: "gzip body", send: patchDevice("application/json", compress(t, "gzip", wipe), "Content-Encoding", "gzip"), status: 202, harm: wiped("2"), direct: true},
-		{name: "GZIP in upper case", send: patchDevice("application/json", compress(t, "gzip", wipe), "Content-Encoding", "GZIP"), status: 202, harm: wiped("2"), direct: true},
-		{name: "deflate body", send: patchDevice("application/json", compress(t, "deflate", wipe), "Content-Encoding", "deflate"), status: 202, harm: wiped("2"), direct: true},
-		{name: "br body", send: patchDevice("application/json", compress(t, "br", wipe), "Content-Encoding", "br"), status: 202, harm: wiped("2"), direct: true},
-		{name: "zstd body", send: patchDevice("application/json", compress(t, "zstd", wipe), "Content-Encoding", "zstd"), status: 202, harm: wiped("2"), direct: true},
+		{name: "gzip body", send: patchDevice("application/json", testkit.Compress(t, "gzip", wipe), "Content-Encoding", "gzip"), status: 202, harm: wiped("2"), direct: true},
+		{name: "GZIP in upper case", send: patchDevice("application/json", testkit.Compress(t, "gzip", wipe), "Content-Encoding", "GZIP"), status: 202, harm: wiped("2"), direct: true},
+		{name: "deflate body", send: patchDevice("application/json", testkit.Compress(t, "deflate", wipe), "Content-Encoding", "deflate"), status: 202, harm: wiped("2"), direct: true},
+		{name: "br body", send: patchDevice("application/json", testkit.Compress(t, "br", wipe), "Content-Encoding", "br"), status: 202, harm: wiped("2"), direct: true},
+		{name: "zstd body", send: patchDevice("application/json", testkit.Compress(t, "zstd", wipe), "Content-Encoding", "zstd"), status: 202, harm: wiped("2"), direct: true},
 		{name: "UTF-16 JSON (charset=utf-16)", send: patchDevice("application/json; charset=utf-16", utf16(unicode.LittleEndian, unicode.UseBOM, wipe)), status: 202, harm: wiped("2"), direct: true},
 		{name: "UTF-16BE JSON", send: patchDevice("application/json; charset=utf-16be", utf16(unicode.BigEndian, unicode.IgnoreBOM, wipe)), status: 202, harm: wiped("2"), direct: true},
 		{name: "UTF-8 BOM before the JSON", send: patchDevice("application/json", append([]byte{0xef, 0xbb, 0xbf}, wipe...)), status: 202, harm: wiped("2"), direct: true},
@@ -373,14 +370,8 @@ func (c *corpus) use(t *testing.T, name string) {
 	case "handle":
 		upstream = fmt.Sprintf("handle /api/* {\n\t\turi strip_prefix /api\n\t\treverse_proxy %s\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}", express, goAPI)
 	}
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-}
-
-http://%s {
-	approval_gateway {
+	port, _ := strconv.Atoi(host[strings.LastIndexByte(host, ':')+1:])
+	caddykit.Load(c.t, c.gateway, caddykit.Site(port, "", fmt.Sprintf(`	approval_gateway {
 		store embedded %s
 		identity jwt {
 			secret %s
@@ -389,34 +380,8 @@ http://%s {
 		policies %s
 		%s
 	}
-	%s
-}
-`, host, c.store, secret, c.polDir, extra, upstream)
-	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(adapted, true); err != nil {
-		t.Fatal(err)
-	}
+	%s`, c.store, secret, c.polDir, extra, upstream)))
 	c.loaded = name
-	// The runtime policies load from the store in the background: wait
-	// until judged calls are served.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		req, _ := http.NewRequest("GET", c.gateway+"/.approvals/healthz", nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway is not healthy: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // reset restores both backends' seed state, and ends pending requests so
@@ -500,14 +465,7 @@ var client = &http.Client{Timeout: 30 * time.Second}
 // token mints a real HS256 token; the groups are the lower-case
 // identity's, whatever the case of sub.
 func token(t *testing.T, sub string) string {
-	t.Helper()
-	c := jwt.MapClaims{"sub": sub, "groups": groups[strings.ToLower(sub)], "iss": "https://idp.test",
-		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.Token(t, secret, "https://idp.test", sub, groups[strings.ToLower(sub)]...)
 }
 
 // startExpress runs the Express backend (installing its npm packages
@@ -561,33 +519,6 @@ func gzipNamed(t *testing.T, b []byte, name string) []byte {
 	var buf bytes.Buffer
 	w := gzip.NewWriter(&buf)
 	w.Name = name
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// compress applies a content coding to b.
-func compress(t *testing.T, coding string, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	var w io.WriteCloser
-	switch coding {
-	case "gzip":
-		w = gzip.NewWriter(&buf)
-	case "deflate":
-		w = zlib.NewWriter(&buf)
-	case "br":
-		w = brotli.NewWriter(&buf)
-	case "zstd":
-		var err error
-		if w, err = zstd.NewWriter(&buf); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := w.Write(b); err != nil {
 		t.Fatal(err)
 	}

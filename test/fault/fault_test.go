@@ -26,16 +26,11 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/approval-gateway/gateway/internal/testkit"
-	"github.com/golang-jwt/jwt/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
 const secret = "fault-test-secret-fault-test-secret"
-
-// freePort is a port outside the ephemeral range: a killed etcd member
-// restarts on its own ports, which no client socket can take meanwhile.
-func freePort(t *testing.T) int { return testkit.Port(t) }
 
 func build(t *testing.T, pkg, out string) {
 	t.Helper()
@@ -97,12 +92,7 @@ func (p *proc) kill() {
 }
 
 func token(t *testing.T, sub string, groups ...string) string {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "groups": groups,
-		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.Token(t, secret, "", sub, groups...)
 }
 
 // outcome of one client call.
@@ -194,8 +184,8 @@ func TestClusterFaults(t *testing.T) {
 	var members []*proc
 	var clientURLs, peers []string
 	for i := range 3 {
-		clientURLs = append(clientURLs, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-		peers = append(peers, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, freePort(t)))
+		clientURLs = append(clientURLs, fmt.Sprintf("http://127.0.0.1:%d", testkit.Port(t)))
+		peers = append(peers, fmt.Sprintf("m%d=http://127.0.0.1:%d", i, testkit.Port(t)))
 	}
 	for i := range 3 {
 		peer := strings.SplitN(peers[i], "=", 2)[1]
@@ -235,7 +225,7 @@ func TestClusterFaults(t *testing.T) {
 	var gateways []*proc
 	var bases []string
 	for i := range 3 {
-		port := freePort(t)
+		port := testkit.Port(t)
 		bases = append(bases, fmt.Sprintf("http://127.0.0.1:%d", port))
 		cfg := fmt.Sprintf(`{
 	admin off

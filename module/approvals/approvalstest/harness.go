@@ -9,13 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/etcdembed"
@@ -69,7 +69,7 @@ type Harness struct {
 // policyDir (Policies when empty); mod adjusts the options.
 func New(t *testing.T, policyDir string, mod func(*Options)) *Harness {
 	t.Helper()
-	cli, srv := testkit.Etcd(t)
+	cli, srv := etcdkit.Start(t)
 	return NewOn(t, cli, srv, policyDir, mod)
 }
 
@@ -187,16 +187,6 @@ func (h *Harness) Record(tok, id string) testkit.Answer {
 func (h *Harness) Approve(tok, id string) testkit.Answer {
 	h.T.Helper()
 	return h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", tok, ""), http.StatusOK, "")
-}
-
-// WritePolicy writes rego as the only policy of a fresh directory.
-func WritePolicy(t *testing.T, rego string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // HistoryActions is a record's history as "actor:action" words.
