@@ -1,11 +1,15 @@
 package approvalgateway
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/caddykit"
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -63,4 +67,32 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandleBlocksAreGuarded: the directive at site level guards the
+// handle blocks below it (it orders itself before handle), and a replay
+// goes through the same route to the backend of the stored call's path.
+// Ordered before reverse_proxy, it would run after the handle blocks:
+// never.
+func TestHandleBlocksAreGuarded(t *testing.T) {
+	mdm, admin := testkit.NewBackend(t), testkit.NewBackend(t)
+	g := newGateway(t)
+	g.backend = admin
+	caddykit.Load(t, g.base, caddykit.Site(g.port, "", fmt.Sprintf("\thandle /mdm/* {\n\t\treverse_proxy %s\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}\n",
+		strings.TrimPrefix(mdm.URL, "http://"), strings.TrimPrefix(admin.URL, "http://"))+g.block("")))
+
+	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
+	g.Expect(g.Do("POST", "/mdm/devices/2/wipe", "", `{}`), http.StatusUnauthorized, "unauthenticated")
+	g.Expect(g.Do("DELETE", "/apps/1", "", ""), http.StatusUnauthorized, "unauthenticated")
+	id := g.Expect(g.Do("POST", "/mdm/devices/2/wipe", alice, `{}`, "Approval-Justification", "stolen"), http.StatusAccepted, "").Body["id"].(string)
+	if len(mdm.Mutating())+len(admin.Mutating()) != 0 {
+		t.Fatal("a judged call under a handle block reached a backend unjudged")
+	}
+	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusCreated, "")
+	if mdm.Keyed(id) != 1 || len(admin.Mutating()) != 0 {
+		t.Fatalf("the replay reached mdm %d times and the other backend %d times", mdm.Keyed(id), len(admin.Mutating()))
+	}
+	// Reads under either block still pass untouched.
+	g.Expect(g.Do("GET", "/apps", "", ""), http.StatusOK, "")
 }

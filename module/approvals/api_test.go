@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
+	"github.com/approval-gateway/gateway/module/etcdembed"
 	"github.com/approval-gateway/gateway/module/record"
 )
 
@@ -201,127 +203,6 @@ func TestRejectAndCancel(t *testing.T) {
 	}
 }
 
-func TestConcurrentCompletesReplayOnce(t *testing.T) {
-	h := approvalstest.New(t, "", nil)
-	alice := h.Token("alice")
-	id := h.Park(alice, "DELETE", "/apps/1", "")
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token("bob", "approvers"), ""), http.StatusOK, "")
-
-	const n = 50
-	statuses := make(chan int, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			req, _ := http.NewRequest("POST", h.GW.URL+"/.approvals/api/v1/requests/"+id+"/complete", nil)
-			req.Header.Set("Authorization", "Bearer "+alice)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			statuses <- resp.StatusCode
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(statuses)
-	count := map[int]int{}
-	for s := range statuses {
-		count[s]++
-	}
-	if count[http.StatusOK] != 1 || count[http.StatusConflict] != n-1 {
-		t.Fatalf("answers %v, want one 200 and %d 409", count, n-1)
-	}
-	if calls := h.Backend.Mutating(); len(calls) != 1 {
-		t.Fatalf("backend saw %d replays", len(calls))
-	}
-}
-
-func TestBodyLimit(t *testing.T) {
-	h := approvalstest.New(t, "", func(o *approvalstest.Options) { o.MaxBody = 100 })
-	alice := h.Token("alice")
-	big := strings.Repeat("x", 101)
-	h.Expect(h.Do("POST", "/apps", alice, big, "Approval-Justification", "j"), http.StatusRequestEntityTooLarge, approvals.CodeBodyTooLarge)
-	// Chunked: no Content-Length, the limit still holds.
-	req, _ := http.NewRequest("POST", h.GW.URL+"/apps", struct{ *strings.Reader }{strings.NewReader(big)})
-	req.Header.Set("Authorization", "Bearer "+alice)
-	req.Header.Set("Approval-Justification", "j")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || req.ContentLength != 0 {
-		t.Fatalf("chunked oversize body: %d (content length %d)", resp.StatusCode, req.ContentLength)
-	}
-	res := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view=mine", alice, ""), http.StatusOK, "")
-	if len(res.Body["requests"].([]any)) != 0 {
-		t.Fatal("an oversize request was stored")
-	}
-	h.Park(alice, "POST", "/apps", `{"pad":"`+strings.Repeat("x", 100-10)+`"}`)
-}
-
-const splitPolicy = `package approval
-
-decision := {"action": "allow", "policy": "open"} if {
-	input.request.path == "/open"
-} else := {"action": "deny", "policy": "rbac", "reason": "RBAC changes are frozen"} if {
-	input.request.path == "/roles"
-} else := {"action": "sideways"} if {
-	input.request.path == "/broken"
-} else := {
-	"action": "require_approval", "policy": "apps", "resource": input.request.path,
-	"approvers": [{"group": "approvers", "required": 1}],
-}
-`
-
-func TestPolicyActions(t *testing.T) {
-	h := approvalstest.New(t, testkit.WritePolicy(t, splitPolicy), nil)
-	alice := h.Token("alice")
-	h.Expect(h.Do("POST", "/open", alice, `{"a":1}`), http.StatusCreated, "")
-	if calls := h.Backend.Mutating(); len(calls) != 1 || calls[0].Body != `{"a":1}` || calls[0].Header.Get("Authorization") != "Bearer "+alice {
-		t.Fatalf("allowed call did not pass whole: %+v", calls)
-	}
-	res := h.Expect(h.Do("POST", "/roles", alice, ""), http.StatusForbidden, approvals.CodeDenied)
-	e := res.Body["error"].(map[string]any)
-	if e["message"] != "RBAC changes are frozen" || e["policy"] != "rbac" {
-		t.Fatalf("deny: %s", res.Raw)
-	}
-	h.Expect(h.Do("POST", "/broken", alice, ""), http.StatusForbidden, approvals.CodeDenied)
-	if h.Logs.FilterMessage("policy gave no valid decision; denying").Len() != 1 {
-		t.Fatal("malformed decision not logged")
-	}
-	h.Expect(h.Do("POST", "/open", "", ""), http.StatusUnauthorized, approvals.CodeUnauthenticated)
-	if len(h.Backend.Mutating()) != 1 {
-		t.Fatal("a refused call reached the backend")
-	}
-	// Methods outside the judged list pass untouched.
-	h2 := approvalstest.New(t, testkit.WritePolicy(t, splitPolicy), func(o *approvalstest.Options) { o.Methods = []string{"DELETE"} })
-	h2.Expect(h2.Do("POST", "/roles", "", ""), http.StatusCreated, "")
-}
-
-func TestUnreachableBackendFails(t *testing.T) {
-	h := approvalstest.New(t, "", nil)
-	alice := h.Token("alice")
-	id := h.Park(alice, "DELETE", "/apps/1", "")
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token("bob", "approvers"), ""), http.StatusOK, "")
-	h.Backend.Close()
-	res := h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusBadGateway, approvals.CodeReplayFailed)
-	if !strings.Contains(res.Raw, `"status":"failed"`) {
-		t.Fatalf("502 does not carry the failed record: %s", res.Raw)
-	}
-	res = h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id, alice, ""), http.StatusOK, "")
-	if res.Str("status") != "failed" || !strings.Contains(res.Raw, "connect") {
-		t.Fatalf("record %s", res.Raw)
-	}
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusConflict, record.CodeInvalidTransition)
-}
-
 func TestListViews(t *testing.T) {
 	h := approvalstest.New(t, "", nil)
 	alice, bob, carol := h.Token("alice", "ops"), h.Token("bob", "approvers"), h.Token("carol")
@@ -372,23 +253,6 @@ func TestListViews(t *testing.T) {
 	h.Expect(h.Do("GET", "/.approvals/api/v1/nothing", alice, ""), http.StatusNotFound, approvals.CodeNotFound)
 }
 
-func TestExpiryWithoutSweeper(t *testing.T) {
-	h := approvalstest.New(t, "", func(o *approvalstest.Options) { o.ApprovalExpiry = time.Hour })
-	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
-	id := h.Park(alice, "DELETE", "/apps/1", "")
-	h.Clock.Add(time.Hour)
-	res := h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, ""), http.StatusConflict, record.CodeInvalidTransition)
-	if res.Body["error"].(map[string]any)["status"] != "expired" {
-		t.Fatalf("approve after expiry: %s", res.Raw)
-	}
-	res = h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id, alice, ""), http.StatusOK, "")
-	if res.Str("status") != "expired" {
-		t.Fatalf("status %s", res.Str("status"))
-	}
-	// The resource is free again.
-	h.Park(alice, "DELETE", "/apps/1", "")
-}
-
 func TestStoreDownFailsClosed(t *testing.T) {
 	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
 	h := approvalstest.New(t, "", nil)
@@ -403,4 +267,213 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	if len(h.Backend.Mutating()) != 0 {
 		t.Fatal("a protected call passed while the store was down")
 	}
+}
+
+func TestListFilters(t *testing.T) {
+	h := approvalstest.New(t, testkit.WritePolicy(t, splitPolicy), nil)
+	alice, carol, bob := h.Token("alice"), h.Token("carol"), h.Token("bob", "approvers")
+	admin := h.Token("audrey", "auditors")
+	t0 := h.Clock.Now()
+	a1 := h.Park(alice, "POST", "/x/1", "")
+	h.Clock.Add(time.Hour)
+	c1 := h.Park(carol, "POST", "/x/2", "")
+	h.Clock.Add(time.Hour)
+	a2 := h.Park(alice, "POST", "/x/3", "")
+	ids := func(tok, q string) string {
+		res := h.Expect(h.Do("GET", "/.approvals/api/v1/requests"+q, tok, ""), http.StatusOK, "")
+		var out []string
+		for _, r := range res.Body["requests"].([]any) {
+			out = append(out, r.(map[string]any)["id"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	ts := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
+	for q, want := range map[string]string{
+		"?view=received&requester=carol":                 c1,
+		"?view=all&policy=apps":                          a2 + "," + c1 + "," + a1,
+		"?view=all&policy=rbac":                          "",
+		"?view=received&resource=/x/3":                   a2,
+		"?view=all&created_after=" + ts(30*time.Minute):  a2 + "," + c1,
+		"?view=all&created_before=" + ts(90*time.Minute): c1 + "," + a1,
+		"?view=all&created_after=" + ts(30*time.Minute) + "&created_before=" + ts(90*time.Minute): c1,
+		"?view=mine&status=needs_approval&created_before=" + ts(time.Minute):                      "",
+	} {
+		tok := admin
+		if strings.Contains(q, "received") {
+			tok = bob
+		}
+		if strings.Contains(q, "mine") {
+			tok = carol
+		}
+		if got := ids(tok, q); got != want {
+			t.Errorf("%s: got %s, want %s", q, got, want)
+		}
+	}
+	h.Expect(h.Do("GET", "/.approvals/api/v1/requests?created_after=yesterday", alice, ""), http.StatusBadRequest, approvals.CodeBadRequest)
+}
+
+func TestPaginationUnderConcurrentInserts(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	alice := h.Token("alice")
+	var before []string
+	for i := range 12 {
+		before = append(before, h.Park(alice, "DELETE", fmt.Sprintf("/apps/%d", i), ""))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.Do("DELETE", fmt.Sprintf("/apps/new-%d", i), alice, "", "Approval-Justification", "j")
+		}
+	}()
+	var got []string
+	cursor := ""
+	for {
+		res := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?limit=5&cursor="+cursor+"&created_before="+h.Clock.Now().Add(time.Second).Format(time.RFC3339), alice, ""), http.StatusOK, "")
+		for _, r := range res.Body["requests"].([]any) {
+			got = append(got, r.(map[string]any)["id"].(string))
+		}
+		if cursor = res.Str("next_cursor"); cursor == "" {
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	// Newer inserts sort above the cursor: every older request is listed
+	// exactly once, in order.
+	seen := map[string]bool{}
+	var old []string
+	for _, id := range got {
+		if seen[id] {
+			t.Fatalf("%s listed twice", id)
+		}
+		seen[id] = true
+		for _, b := range before {
+			if b == id {
+				old = append(old, id)
+			}
+		}
+	}
+	for i := range before {
+		if old[i] != before[len(before)-1-i] {
+			t.Fatalf("older requests out of order or missing: %v", old)
+		}
+	}
+}
+
+func TestAuditLog(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
+	admin := h.Token("audrey", "auditors")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+	h.Approve(bob, id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	h.Expect(h.Do("GET", "/.approvals/api/v1/audit", bob, ""), http.StatusForbidden, approvals.CodeForbidden)
+
+	res := h.Expect(h.Do("GET", "/.approvals/api/v1/audit?request_id="+id, admin, ""), http.StatusOK, "")
+	var got []string
+	for _, e := range res.Body["events"].([]any) {
+		m := e.(map[string]any)
+		got = append(got, fmt.Sprintf("%s:%s:%v->%s@%v", m["actor"], m["action"], m["from"], m["to"], m["client_ip"]))
+	}
+	want := "gateway:completed:completing->completed@127.0.0.1 alice:completing:approved->completing@127.0.0.1 " +
+		"bob:approved:needs_approval->approved@127.0.0.1 alice:parked:<nil>->needs_approval@127.0.0.1"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("audit log\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	res = h.Expect(h.Do("GET", "/.approvals/api/v1/audit?actor=bob&limit=1", admin, ""), http.StatusOK, "")
+	if n := len(res.Body["events"].([]any)); n != 1 || res.Str("next_cursor") != "" {
+		t.Fatalf("filtered page: %s", res.Raw)
+	}
+	page := h.Expect(h.Do("GET", "/.approvals/api/v1/audit?limit=3", admin, ""), http.StatusOK, "")
+	rest := h.Expect(h.Do("GET", "/.approvals/api/v1/audit?limit=3&cursor="+page.Str("next_cursor"), admin, ""), http.StatusOK, "")
+	if len(page.Body["events"].([]any)) != 3 || len(rest.Body["events"].([]any)) != 1 {
+		t.Fatalf("audit pages: %s / %s", page.Raw, rest.Raw)
+	}
+}
+
+func TestStoreRestartRecovers(t *testing.T) {
+	t.Parallel() // closing etcd under open watch streams takes seconds: overlap the waits
+	dir := t.TempDir()
+	srv, err := etcdembed.Start(etcdembed.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := etcdkit.Dial(t, srv.Endpoint)
+	h := approvalstest.NewOn(t, cli, srv, "", nil)
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+
+	srv.Close()
+	h.Expect(h.Do("DELETE", "/apps/2", alice, "", "Approval-Justification", "j"), http.StatusServiceUnavailable, approvals.CodeStoreUnavailable)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, ""), http.StatusServiceUnavailable, approvals.CodeStoreUnavailable)
+	h.Expect(h.Do("GET", "/apps", "", ""), http.StatusOK, "")
+	if len(h.Backend.Mutating()) != 0 {
+		t.Fatal("a protected call passed while the store was down")
+	}
+
+	// The same data comes back on a fresh port (the old one may have been
+	// taken meanwhile): the client is pointed at it, as an operator's DNS
+	// or endpoint list would be.
+	srv2, err := etcdembed.Start(etcdembed.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv2.Close)
+	cli.SetEndpoints(srv2.Endpoint)
+	// The same gateway, without a restart, works again.
+	testkit.WaitFor(t, func() bool {
+		return h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, "").Status == http.StatusOK
+	})
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
+	h.Park(alice, "DELETE", "/apps/2", "")
+}
+
+// TestOnePersonInAnotherCase: tokens whose subject differs from another's
+// only in case are one person for the API too: no self-approval, no second
+// approval toward a quorum, one list of their own requests and one
+// pending cap.
+func TestOnePersonInAnotherCase(t *testing.T) {
+	h := approvalstest.New(t, testkit.WritePolicy(t, `package approval
+
+decision := {"action": "require_approval", "policy": "two", "resource": trim_prefix(input.request.path, "/"),
+	"approvers": [{"group": "approvers", "required": 2}]}
+`), func(o *approvalstest.Options) { o.MaxPendingPerIdentity = 2 })
+	alice, upperAlice := h.Token("alice", "approvers"), h.Token("ALICE", "approvers")
+	bob, capBob, carol := h.Token("bob", "approvers"), h.Token("Bob", "approvers"), h.Token("carol", "approvers")
+
+	id := h.Park(alice, "DELETE", "/roles/2", "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", upperAlice, ""), http.StatusForbidden, "self_approval")
+	h.Approve(bob, id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", capBob, ""), http.StatusConflict, "already_approved")
+	rec := h.Approve(carol, id)
+	if rec.Str("status") != "approved" {
+		t.Fatalf("status %s", rec.Str("status"))
+	}
+	// ALICE is the requester: she sees the request as hers and completes it.
+	mine := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view=mine", upperAlice, ""), http.StatusOK, "")
+	if reqs, _ := mine.Body["requests"].([]any); len(reqs) != 1 {
+		t.Fatalf("ALICE's own requests: %s", mine.Raw)
+	}
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", upperAlice, ""), http.StatusOK, "")
+
+	// The pending cap counts both spellings.
+	h.Park(alice, "DELETE", "/apps/1", "")
+	h.Park(upperAlice, "DELETE", "/apps/2", "")
+	h.Expect(h.Do("DELETE", "/apps/3", alice, "", "Approval-Justification", "j"), http.StatusTooManyRequests, approvals.CodeTooManyPending)
+}
+
+// TestCaseSensitiveSubjects: with CaseSensitiveSubjects, ids that differ
+// only in case are different identities.
+func TestCaseSensitiveSubjects(t *testing.T) {
+	h := approvalstest.New(t, "", func(o *approvalstest.Options) { o.CaseSensitiveSubjects = true })
+	id := h.Park(h.Token("u-1a"), "DELETE", "/apps/1", "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token("U-1A", "approvers"), ""), http.StatusOK, "")
 }

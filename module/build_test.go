@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/caddykit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -83,5 +84,31 @@ func TestCaddyEventsAndPlaceholders(t *testing.T) {
 	want := "approval_parked needs_approval default|approval_approved approved default|approval_completed completed default"
 	if got := strings.Join(recorded.events, "|"); got != want {
 		t.Fatalf("Caddy events\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestReplayHasItsOwnPlaceholders: a rewrite after the gateway that uses
+// placeholders rewrites the replayed call, not the complete call the replay
+// runs within.
+func TestReplayHasItsOwnPlaceholders(t *testing.T) {
+	backend := testkit.NewBackend(t)
+	g := newGateway(t)
+	g.backend = backend
+	caddykit.Load(t, g.base, caddykit.Site(g.port, "", g.block("")+fmt.Sprintf(`
+	handle {
+		rewrite * /v1{uri}
+		reverse_proxy %s {
+			header_up X-Replayed-Path {path}
+		}
+	}`, strings.TrimPrefix(backend.URL, "http://"))))
+
+	alice, bob := token(t, "alice"), token(t, "bob", "approvers")
+	id := g.Expect(g.Do("DELETE", "/apps/1?force=1", alice, "", "Approval-Justification", "retire"), http.StatusAccepted, "").Body["id"].(string)
+	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
+	calls := backend.Calls()
+	last := calls[len(calls)-1]
+	if last.URI != "/v1/apps/1?force=1" || last.Header.Get("X-Replayed-Path") != "/v1/apps/1" {
+		t.Fatalf("the replay reached %s with X-Replayed-Path %q", last.URI, last.Header.Get("X-Replayed-Path"))
 	}
 }
