@@ -3,6 +3,9 @@
 #   docker run -p 8080:8080 -e JWT_SECRET=... -e BACKEND=admin-api:9000 -v approvals:/data approval-gateway
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
+# The gateway is the root module alone: the benchmark's and the tests'
+# modules (go.work) are not built into it.
+ENV GOWORK=off
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
