@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/console"
@@ -39,7 +40,7 @@ type consoleHarness struct {
 
 func newConsoleHarness(t *testing.T) *consoleHarness {
 	t.Helper()
-	chromium := needTool(t, "chromium")
+	chromium := testkit.Tool(t, "chromium")
 	idp := newOIDCProvider(t)
 	ver, err := identity.New(identity.Options{JWKSURL: idp.Issuer + "/jwks", Issuer: idp.Issuer, Audience: consoleClient})
 	if err != nil {

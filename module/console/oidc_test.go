@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -11,33 +10,13 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/approval-gateway/gateway/internal/testkit"
 )
-
-// needTool skips a test when a tool is missing locally; in CI (CI=true) a
-// missing tool fails it, since CI installs what the tests need.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
-
-var npmOnce sync.Once
 
 // oidcProvider is a real OpenID provider (the oidc-provider package) on
 // loopback, run by testdata/oidc/provider.mjs.
@@ -50,51 +29,16 @@ type oidcProvider struct {
 // redirect URIs are known.
 func newOIDCProvider(t *testing.T) *oidcProvider {
 	t.Helper()
-	needTool(t, "node")
+	testkit.Tool(t, "node")
 	port := testkit.Port(t)
 	return &oidcProvider{Issuer: fmt.Sprintf("http://127.0.0.1:%d", port), port: port}
 }
 
 func (p *oidcProvider) start(t *testing.T, accounts map[string][]string, redirects ...string) {
 	t.Helper()
-	dir, _ := filepath.Abs("testdata/oidc")
-	npmOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider")); err == nil {
-			return
-		}
-		cmd := exec.Command(needTool(t, "npm"), "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
-	})
 	acc, _ := json.Marshal(accounts)
-	cmd := exec.Command("node", "provider.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", p.port), "ACCOUNTS="+string(acc), "REDIRECT_URIS="+strings.Join(redirects, " "))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "ready ") {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the OpenID provider did not start")
-	}
+	testkit.NodeApp(t, "testdata/oidc", "oidc-provider",
+		[]string{fmt.Sprintf("PORT=%d", p.port), "ACCOUNTS=" + string(acc), "REDIRECT_URIS=" + strings.Join(redirects, " ")}, "provider.mjs")
 }
 
 var (

@@ -6,7 +6,6 @@
 package bypass
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -468,49 +466,12 @@ func token(t *testing.T, sub string) string {
 	return testkit.Token(t, secret, "https://idp.test", sub, groups[strings.ToLower(sub)]...)
 }
 
-// startExpress runs the Express backend (installing its npm packages
-// first if needed) and returns its base URL. Without Node.js the corpus
-// skips, except in CI, where it must run.
+// startExpress runs the Express backend, honouring overrides on any method
+// or ("post-only") on POST alone, and returns its base URL. Without
+// Node.js the corpus skips, except in CI, where it must run.
 func startExpress(t *testing.T, overrides string) string {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI=true but node is missing")
-		}
-		t.Skip("node is not installed")
-	}
-	dir, _ := filepath.Abs("backend")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "express")); err != nil {
-		npm, err := exec.LookPath("npm")
-		if err != nil {
-			t.Fatal("npm is missing")
-		}
-		cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("npm ci: %v", err)
-		}
-	}
-	cmd := exec.Command(node, "server.mjs", "0", overrides)
-	cmd.Dir, cmd.Stderr = dir, os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("the backend did not start: %v", err)
-	}
-	var port int
-	if _, err := fmt.Sscanf(line, "listening %d", &port); err != nil {
-		t.Fatalf("the backend said %q", line)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
+	return "http://127.0.0.1:" + testkit.NodeApp(t, "backend", "express", nil, "server.mjs", "0", overrides)
 }
 
 // gzipNamed gzips b with name in the member's file name field, which is

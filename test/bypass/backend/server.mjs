@@ -98,5 +98,5 @@ for (const kind of ['devices', 'roles', 'apps']) {
 app.use((err, req, res, next) => res.status(err.status || 500).json({ error: err.message }));
 
 const server = app.listen(Number(process.argv[2] || 0), '127.0.0.1', () => {
-  console.log(`listening ${server.address().port}`);
+  console.log(`ready ${server.address().port}`);
 });
