@@ -11,9 +11,25 @@ import data.config
 segments := [lower(s) | some s in split(trim(input.request.path, "/"), "/")]
 
 # object is the resource a call is about: the first two path segments
-# ("devices/7"), or the collection ("apps") for a create. In lower case, so
-# that "/Apps/1" cannot open a second pending request beside "/apps/1".
-object := concat("/", array.slice(segments, 0, 2))
+# ("devices/7"). A create (a POST to the collection itself) is keyed by the
+# name it asks for, "apps/new:crm", so that two different new objects wait
+# side by side while a second request for the same name finds the first;
+# when the call names no single name, it is the collection ("apps"), which
+# one pending create holds for all. In lower case, so that "/Apps/1" or
+# "CRM" cannot open a second pending request beside "/apps/1" or "crm".
+object := concat("", [segments[0], "/new:", lower(_new_name)]) if {
+	input.request.method == "POST"
+	count(segments) == 1
+} else := concat("/", array.slice(segments, 0, 2))
+
+# _new_name is the one name a create asks for: a string of at most 200
+# characters, and the only value of "name" in the body and the query.
+_new_name := n if {
+	[n] := [v | some v in values("name")]
+	is_string(n)
+	n != ""
+	count(n) <= 200
+}
 
 # under(kind) holds for calls to /kind and below, and for calls that reach
 # a kind nested under another object (/devices/7/apps creates an app).

@@ -7,6 +7,33 @@ test_object_is_the_first_two_segments if {
 	lib.object == "apps" with input as {"request": {"path": "/apps"}}
 }
 
+test_a_create_is_keyed_by_the_name_it_asks_for if {
+	lib.object == "apps/new:crm" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": "crm"}, "query": {}}}
+	lib.object == "apps/new:payroll" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": "payroll"}, "query": {}}}
+
+	# The same name in another case or spelling of the member is the same key.
+	lib.object == "apps/new:crm" with input as {"request": {"method": "POST", "path": "/Apps/", "body": {"NAME": "CRM"}, "query": {}}}
+
+	# A form or the query names it as well as JSON does.
+	lib.object == "apps/new:crm" with input as {"request": {"method": "POST", "path": "/apps", "body": null, "query": {"name": ["crm"]}}}
+}
+
+test_a_create_without_one_name_holds_the_collection if {
+	# No name, two names (body and query disagree, or an array), a name
+	# that is not a string, or too long: the collection, which one pending
+	# create holds for all.
+	lib.object == "apps" with input as {"request": {"method": "POST", "path": "/apps", "body": {}, "query": {}}}
+	lib.object == "apps" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": "a"}, "query": {"name": ["b"]}}}
+	lib.object == "apps" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": ["a", "b"]}, "query": {}}}
+	lib.object == "apps" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": 7}, "query": {}}}
+	lib.object == "apps" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": ""}, "query": {}}}
+	lib.object == "apps" with input as {"request": {"method": "POST", "path": "/apps", "body": {"name": concat("", [x | some _ in numbers.range(1, 201); x := "a"])}, "query": {}}}
+
+	# Only a POST to the collection itself is a create.
+	lib.object == "apps/crm" with input as {"request": {"method": "PUT", "path": "/apps/crm", "body": {"name": "x"}, "query": {}}}
+	lib.object == "apps" with input as {"request": {"method": "PUT", "path": "/apps", "body": {"name": "x"}, "query": {}}}
+}
+
 test_business_hours if {
 	lib.in_business_hours with input as {"time": "2026-11-02T08:00:00Z"} # Monday 08:00
 	not lib.in_business_hours with input as {"time": "2026-11-02T18:00:00Z"} # Monday 18:00
