@@ -345,26 +345,49 @@ func (s *Service) auditLog(w http.ResponseWriter, r *http.Request, who *identity
 	writePage(w, "events", events, next, err)
 }
 
-// health answers load balancers and operators: 200 when the store answers
-// and the runtime policies are loaded, 503 otherwise; "degraded" when the
-// last policy reload failed (the previous policies are still in force).
-func (s *Service) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	st := s.policies.Status()
-	out := map[string]any{"status": "ok", "store": "ok", "policies": st,
-		"leader": map[string]bool{"sweeper": s.store.Leads(sweeperRole), "notifier": s.store.Leads("notifier")}}
-	code := http.StatusOK
-	if st.Error != "" {
-		out["status"] = "degraded"
+// healthz answers load balancers, without a token: 200 when the store
+// answers and the runtime policies are loaded, 503 otherwise, and nothing
+// more (no file paths, errors or roles for anyone who can reach the port).
+func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
+	h := s.checkHealth(r.Context())
+	writeJSON(w, h.code, map[string]string{"status": h.status})
+}
+
+// health answers operators (members of the admin groups) with the details:
+// the policy files in force and the last reload error ("degraded": the
+// previous policies are still in force), and which elected roles this
+// gateway holds.
+func (s *Service) health(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+	if !s.isAdmin(who) {
+		writeError(w, fail(http.StatusForbidden, CodeForbidden, "health details are for members of the admin groups"))
+		return
 	}
+	h := s.checkHealth(r.Context())
+	st := s.policies.Status()
+	status := h.status
+	if st.Error != "" && status == "ok" {
+		status = "degraded"
+	}
+	writeJSON(w, h.code, map[string]any{"status": status, "store": h.store, "policies": st,
+		"leader": map[string]bool{"sweeper": s.store.Leads(sweeperRole), "notifier": s.store.Leads("notifier")}})
+}
+
+type healthState struct {
+	code          int
+	status, store string
+}
+
+func (s *Service) checkHealth(ctx context.Context) healthState {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	h := healthState{http.StatusOK, "ok", "ok"}
 	if !s.runtimeReady.Load() {
-		out["status"], code = "starting", http.StatusServiceUnavailable
+		h.code, h.status = http.StatusServiceUnavailable, "starting"
 	}
 	if err := s.store.Ping(ctx); err != nil {
-		out["status"], out["store"], code = "unavailable", "unavailable", http.StatusServiceUnavailable
+		h.code, h.status, h.store = http.StatusServiceUnavailable, "unavailable", "unavailable"
 	}
-	writeJSON(w, code, out)
+	return h
 }
 
 // detached gives follow-up store writes a context that survives the

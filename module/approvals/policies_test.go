@@ -43,18 +43,28 @@ func TestHealthAndEvaluate(t *testing.T) {
 	dir := testkit.WritePolicy(t, splitPolicy)
 	h := approvalstest.New(t, dir, nil)
 	admin, alice := h.Token("audrey", "auditors"), h.Token("alice")
-	res := h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")
-	if res.Str("status") != "ok" || res.Str("store") != "ok" {
+	res := h.Expect(h.Do("GET", "/.approvals/api/v1/health", admin, ""), http.StatusOK, "")
+	if res.Str("status") != "ok" || res.Str("store") != "ok" || !strings.Contains(res.Raw, dir) {
 		t.Fatalf("health %s", res.Raw)
 	}
+	// The details are for admins; the load balancers' check says the status only.
+	h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusUnauthorized, approvals.CodeUnauthenticated)
+	h.Expect(h.Do("GET", "/.approvals/api/v1/health", alice, ""), http.StatusForbidden, approvals.CodeForbidden)
+	healthz := func() testkit.Answer {
+		res := h.Expect(h.Do("GET", "/.approvals/healthz", "", ""), http.StatusOK, "")
+		if len(res.Body) != 1 || res.Str("status") != "ok" {
+			t.Fatalf("healthz says more than its status: %s", res.Raw)
+		}
+		return res
+	}
+	healthz()
 	stop := testkit.Run(t, h.Svc.RunSweeper)
 	testkit.WaitFor(t, func() bool {
-		res := h.Do("GET", "/.approvals/healthz", "", "")
-		return res.Status == http.StatusOK && strings.Contains(res.Raw, `"sweeper":true`)
+		return strings.Contains(h.Do("GET", "/.approvals/api/v1/health", admin, "").Raw, `"sweeper":true`)
 	})
 	stop()
-	if res := h.Do("GET", "/.approvals/healthz", "", ""); !strings.Contains(res.Raw, `"sweeper":false`) {
-		t.Fatalf("healthz after resigning: %s", res.Raw)
+	if res := h.Do("GET", "/.approvals/api/v1/health", admin, ""); !strings.Contains(res.Raw, `"sweeper":false`) {
+		t.Fatalf("health after resigning: %s", res.Raw)
 	}
 	// A broken policy file: the old policies stay, health says why.
 	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package approval\n\ndecision := {\n"), 0o644); err != nil {
@@ -63,9 +73,12 @@ func TestHealthAndEvaluate(t *testing.T) {
 	if err := h.Opts.Policies.Reload(context.Background()); err == nil {
 		t.Fatal("a broken policy reloaded")
 	}
-	res = h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusOK, "")
+	res = h.Expect(h.Do("GET", "/.approvals/api/v1/health", admin, ""), http.StatusOK, "")
 	if res.Str("status") != "degraded" || !strings.Contains(res.Raw, "p.rego:4") {
 		t.Fatalf("health after a broken reload: %s", res.Raw)
+	}
+	if res := healthz(); strings.Contains(res.Raw, "p.rego") {
+		t.Fatalf("healthz shows the reload error: %s", res.Raw)
 	}
 	h.Expect(h.Do("POST", "/roles", alice, ""), http.StatusForbidden, approvals.CodeDenied) // the old policy still decides
 
@@ -79,9 +92,13 @@ func TestHealthAndEvaluate(t *testing.T) {
 		t.Fatal("evaluate sent something")
 	}
 	h.Etcd.Close()
-	res = h.Expect(h.Do("GET", "/.approvals/api/v1/health", "", ""), http.StatusServiceUnavailable, "")
+	res = h.Expect(h.Do("GET", "/.approvals/api/v1/health", admin, ""), http.StatusServiceUnavailable, "")
 	if res.Str("store") != "unavailable" {
 		t.Fatalf("health with the store down: %s", res.Raw)
+	}
+	res = h.Expect(h.Do("GET", "/.approvals/healthz", "", ""), http.StatusServiceUnavailable, "")
+	if len(res.Body) != 1 || res.Str("status") != "unavailable" {
+		t.Fatalf("healthz with the store down: %s", res.Raw)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 // routes is the approval API's route table, under {prefix}/api/v1.
 func (s *Service) routes() *http.ServeMux {
 	m, a := http.NewServeMux(), s.api
-	m.HandleFunc("GET "+a+"/health", s.health)
+	m.Handle("GET "+a+"/health", s.authed(s.health))
 	m.Handle("GET "+a+"/requests", s.authed(s.list))
 	m.Handle("GET "+a+"/requests/{id}", s.authed(s.get))
 	m.Handle("POST "+a+"/requests/{id}/{action}", s.authed(s.act))

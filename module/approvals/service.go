@@ -255,7 +255,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) e
 	stripTrustHeaders(r.Header)
 	if p := r.URL.Path; p == s.Prefix || strings.HasPrefix(p, s.Prefix+"/") {
 		if p == s.Prefix+"/healthz" {
-			s.health(w, r)
+			s.healthz(w, r)
 			return nil
 		}
 		if s.pages != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {

@@ -85,9 +85,9 @@ func LoadWith(ctx context.Context, dir, query string, extra []Module, logger *za
 	}
 	files := make([]string, 0, len(res.Modules)+len(extra))
 	var parsed []*ast.Module
-	for name, m := range res.Modules {
+	for _, m := range res.Modules {
 		parsed = append(parsed, m.Parsed)
-		files = append(files, name)
+		files = append(files, m.Name) // the path as read; the map's key lost its leading "/"
 	}
 	if len(extra) > 0 {
 		runtime := map[string]any{}
