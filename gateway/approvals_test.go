@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +109,13 @@ func TestCLIWholeFlow(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 
+	// Alice waits for the decision in the background; the exit code says it.
+	waited := make(chan int, 1)
+	go func() {
+		_, code := runCLI(t, as(alice, "wait", id, "--timeout", "30s")...)
+		waited <- code
+	}()
+
 	out, code := runCLI(t, as(bob, "list", "--view", "received")...)
 	if code != exitOK || !strings.Contains(out, id) || !strings.Contains(out, "DELETE /apps/7") || !strings.HasPrefix(out, "ID") {
 		t.Fatalf("list (%d):\n%s", code, out)
@@ -118,9 +128,22 @@ func TestCLIWholeFlow(t *testing.T) {
 	if code != exitRefused || !strings.Contains(out, "self_approval") {
 		t.Fatalf("self-approval (%d):\n%s", code, out)
 	}
+	select {
+	case code := <-waited:
+		t.Fatalf("wait returned %d before any decision", code)
+	default:
+	}
 	out, code = runCLI(t, as(bob, "approve", id, "--notes", "fine")...)
 	if code != exitOK || !strings.Contains(out, "is approved") {
 		t.Fatalf("approve (%d):\n%s", code, out)
+	}
+	select {
+	case code := <-waited:
+		if code != exitOK {
+			t.Fatalf("wait on an approved request exited %d", code)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("wait did not return when the request was approved")
 	}
 	out, code = runCLI(t, as(alice, "complete", id)...)
 	if code != exitOK || !strings.Contains(out, "201 Created") || !strings.Contains(out, `{"done":"DELETE /apps/7"}`) {
@@ -158,4 +181,137 @@ func TestCLIWholeFlow(t *testing.T) {
 	if _, code := runCLI(t, "list", "--server", "http://127.0.0.1:1", "--token", bob); code != exitUnavailable {
 		t.Fatalf("unreachable gateway: %d", code)
 	}
+}
+
+// park sends a DELETE that the test policy parks and returns its id.
+func park(t *testing.T, base, tok, path string) string {
+	t.Helper()
+	req, _ := http.NewRequest("DELETE", base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Approval-Justification", "clean up")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var parked map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&parked)
+	id, _ := parked["id"].(string)
+	if resp.StatusCode != http.StatusAccepted || id == "" {
+		t.Fatalf("park %s: %d %v", path, resp.StatusCode, parked)
+	}
+	return id
+}
+
+func TestCLIFiltersWaitOutcomesAndCompletion(t *testing.T) {
+	base, calls := startGateway(t)
+	alice, _ := mintToken(cliSecret, "alice", []string{"ops"}, "", "", time.Hour)
+	carol, _ := mintToken(cliSecret, "carol", []string{"ops"}, "", "", time.Hour)
+	bob, _ := mintToken(cliSecret, "bob", []string{"approvers"}, "", "", time.Hour)
+	as := func(tok string, args ...string) []string { return append(args, "--server", base, "--token", tok) }
+	mine, theirs := park(t, base, alice, "/apps/1"), park(t, base, carol, "/apps/2")
+
+	// Filters narrow what bob receives.
+	out, code := runCLI(t, as(bob, "list", "--view", "received", "--requester", "carol")...)
+	if code != exitOK || !strings.Contains(out, theirs) || strings.Contains(out, mine) {
+		t.Fatalf("list --requester carol (%d):\n%s", code, out)
+	}
+	for _, filter := range [][]string{{"--policy", "another"}, {"--status", "approved"}, {"--resource", "apps/9"}} {
+		out, code := runCLI(t, as(bob, append([]string{"list", "--view", "received"}, filter...)...)...)
+		if code != exitOK || strings.Contains(out, mine) || strings.Contains(out, theirs) {
+			t.Fatalf("list %v (%d):\n%s", filter, code, out)
+		}
+	}
+	out, code = runCLI(t, as(bob, "list", "--view", "received", "--policy", "default", "--resource", "apps/1")...)
+	if code != exitOK || !strings.Contains(out, mine) || strings.Contains(out, theirs) {
+		t.Fatalf("list --policy --resource (%d):\n%s", code, out)
+	}
+	if out, code := runCLI(t, as(alice, "list", "--view", "all")...); code != exitRefused || !strings.Contains(out, "forbidden") {
+		t.Fatalf("view=all for a non-admin (%d):\n%s", code, out)
+	}
+
+	// Completion offers the ids the caller can act on, with what they are.
+	out, _ = runCLI(t, "__complete", "approve", "--server", base, "--token", bob, "")
+	if !strings.Contains(out, mine+"\tDELETE /apps/1 (needs_approval)") || !strings.Contains(out, theirs+"\tDELETE /apps/2") {
+		t.Fatalf("completing approve's id:\n%s", out)
+	}
+	if out, _ = runCLI(t, "__complete", "complete", "--server", base, "--token", alice, ""); strings.Contains(out, mine) {
+		t.Fatalf("complete offers a request that is not approved:\n%s", out)
+	}
+	if out, _ = runCLI(t, "__complete", "list", "--status", ""); !strings.Contains(out, "needs_approval") || !strings.Contains(out, "expired") {
+		t.Fatalf("completing --status:\n%s", out)
+	}
+
+	// wait's exit code by outcome.
+	if out, code := runCLI(t, as(alice, "wait", mine, "--timeout", "300ms")...); code != exitTimeout {
+		t.Fatalf("wait on an undecided request (%d):\n%s", code, out)
+	}
+	waited := make(chan int, 1)
+	go func() {
+		_, code := runCLI(t, as(alice, "wait", mine)...)
+		waited <- code
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if out, code := runCLI(t, as(bob, "reject", mine, "--notes", "wrong app")...); code != exitOK {
+		t.Fatalf("reject (%d):\n%s", code, out)
+	}
+	select {
+	case code := <-waited:
+		if code != exitRejected {
+			t.Fatalf("wait on a rejected request exited %d", code)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("wait did not return when the request was rejected")
+	}
+	if out, code := runCLI(t, as(carol, "cancel", theirs)...); code != exitOK {
+		t.Fatalf("cancel (%d):\n%s", code, out)
+	}
+	if out, code := runCLI(t, as(bob, "wait", theirs, "-o", "json")...); code != exitCanceled || !strings.Contains(out, `"status": "canceled"`) {
+		t.Fatalf("wait on a canceled request (%d):\n%s", code, out)
+	}
+	if out, code := runCLI(t, as(alice, "wait", theirs)...); code != exitRefused || !strings.Contains(out, "not_found") {
+		t.Fatalf("wait on someone else's request (%d):\n%s", code, out)
+	}
+	if calls() != 0 {
+		t.Fatalf("%d calls reached the backend", calls())
+	}
+}
+
+// TestHelpNamesTheBinary runs the real main under another name: help and
+// completion speak of the binary as it was called, not of "caddy".
+func TestHelpNamesTheBinary(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "approval-gw")
+	if err := os.Symlink(self, bin); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), runMainEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run("approvals", "--help"); !strings.Contains(out, "approval-gw approvals [command]") || strings.Contains(out, "caddy approvals") {
+		t.Fatalf("help:\n%s", out)
+	}
+	if out := run("completion", "bash"); !strings.Contains(out, "# bash completion for approval-gw") {
+		t.Fatalf("completion names %q", strings.SplitN(out, "\n", 2)[0])
+	}
+}
+
+// runMainEnv makes the test binary run main instead of the tests.
+const runMainEnv = "GATEWAY_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
 }
