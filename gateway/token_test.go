@@ -34,12 +34,3 @@ func TestMintedTokensVerify(t *testing.T) {
 		}
 	}
 }
-
-func TestDemoText(t *testing.T) {
-	text := demoText("127.0.0.1:8080", "/tmp/x", demoIdentities(), map[string]string{"alice": "A", "bob": "B"})
-	for _, want := range []string{"export ALICE=A ", "export BOB=B ", "Approval-Justification", "/approve", "/complete"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("demo text lacks %q", want)
-		}
-	}
-}

@@ -7,13 +7,11 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/internal/browserkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/console"
@@ -40,7 +38,7 @@ type consoleHarness struct {
 
 func newConsoleHarness(t *testing.T) *consoleHarness {
 	t.Helper()
-	chromium := testkit.Tool(t, "chromium")
+	chromium := browserkit.Chromium(t)
 	idp := newOIDCProvider(t)
 	ver, err := identity.New(identity.Options{JWKSURL: idp.Issuer + "/jwks", Issuer: idp.Issuer, Audience: consoleClient})
 	if err != nil {
@@ -56,12 +54,7 @@ func newConsoleHarness(t *testing.T) *consoleHarness {
 	idp.start(t, map[string][]string{"alice": {"it-ops", "approvers"}, "bob": {"approvers"}},
 		h.GW.URL+"/.approvals/callback")
 
-	// Screenshots go to the test's output directory (go test -artifacts
-	// -outputdir DIR), or to SCREENSHOT_DIR.
-	c.shots = os.Getenv("SCREENSHOT_DIR")
-	if c.shots == "" {
-		c.shots = t.ArtifactDir()
-	}
+	c.shots = browserkit.ScreenshotDir(t)
 	return c
 }
 
@@ -82,93 +75,33 @@ func withConsole(t *testing.T, svc *approvals.Service, o approvalstest.Options, 
 
 // person starts a browser of its own (own profile, own cookies) and logs in
 // through the provider's pages.
-func (c *consoleHarness) person(user string) context.Context {
+func (c *consoleHarness) person(user string) *browserkit.Browser {
 	c.T.Helper()
-	// Chromium's helper processes may still write to the profile after the
-	// browser exits: remove it best-effort, not as a t.TempDir.
-	profile, err := os.MkdirTemp("", "approval-console-chromium-")
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	c.T.Cleanup(func() {
-		for range 10 {
-			if os.RemoveAll(profile) == nil {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	})
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(c.chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(profile))
-	c.T.Cleanup(cancel)
-	ctx, cancelTab := chromedp.NewContext(alloc)
-	c.T.Cleanup(cancelTab)
-	// The first Run starts the browser; its context must outlive the test's
-	// steps, whose timeouts would otherwise close it.
-	if err := chromedp.Run(ctx); err != nil {
-		c.T.Fatalf("starting chromium: %v", err)
-	}
-	c.run(ctx, chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
-	c.run(ctx, chromedp.Click(`a.button.primary`), chromedp.WaitVisible(`input[name=login]`))
-	c.run(ctx, chromedp.SendKeys(`input[name=login]`, user), chromedp.SendKeys(`input[name=password]`, "any"),
+	b := browserkit.Start(c.T, c.chromium)
+	b.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
+	b.Run(chromedp.Click(`a.button.primary`), chromedp.WaitVisible(`input[name=login]`))
+	b.Run(chromedp.SendKeys(`input[name=login]`, user), chromedp.SendKeys(`input[name=password]`, "any"),
 		chromedp.Submit(`input[name=login]`))
 	// Consent, the first time.
 	var onConsole bool
 	deadline := time.Now().Add(20 * time.Second)
 	for !onConsole && time.Now().Before(deadline) {
-		var loc string
-		c.run(ctx, chromedp.Location(&loc))
-		if strings.HasPrefix(loc, c.GW.URL) {
+		if strings.HasPrefix(b.Location(), c.GW.URL) {
 			onConsole = true
 			break
 		}
 		var n int
-		c.run(ctx, chromedp.Evaluate(`document.querySelectorAll('button[type=submit], button[autofocus]').length`, &n))
+		b.Run(chromedp.Evaluate(`document.querySelectorAll('button[type=submit], button[autofocus]').length`, &n))
 		if n > 0 {
-			_ = chromedp.Run(ctx, chromedp.Click(`button[type=submit], button[autofocus]`, chromedp.NodeVisible))
+			_ = b.Try(chromedp.Click(`button[type=submit], button[autofocus]`, chromedp.NodeVisible))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if !onConsole {
 		c.T.Fatal("login did not come back to the console")
 	}
-	c.run(ctx, chromedp.WaitVisible(`header .who`))
-	return ctx
-}
-
-func (c *consoleHarness) run(ctx context.Context, actions ...chromedp.Action) {
-	c.T.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Run(tctx, actions...); err != nil {
-		var loc, page string
-		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer dcancel()
-		_ = chromedp.Run(dctx, chromedp.Location(&loc), chromedp.OuterHTML("html", &page))
-		if len(page) > 3000 {
-			page = page[:3000]
-		}
-		c.T.Fatalf("%v\nat %s:\n%s", err, loc, page)
-	}
-}
-
-func (c *consoleHarness) text(ctx context.Context, sel string) string {
-	c.T.Helper()
-	var s string
-	c.run(ctx, chromedp.Text(sel, &s, chromedp.NodeVisible))
-	return s
-}
-
-func (c *consoleHarness) screenshot(ctx context.Context, name string) {
-	c.T.Helper()
-	var png []byte
-	c.run(ctx, chromedp.FullScreenshot(&png, 100))
-	if err := os.WriteFile(filepath.Join(c.shots, name), png, 0o644); err != nil {
-		c.T.Fatal(err)
-	}
+	b.Run(chromedp.WaitVisible(`header .who`))
+	return b
 }
 
 // TestConsoleInABrowser: the requester parks a change through the API, the
@@ -179,8 +112,8 @@ func (c *consoleHarness) screenshot(ctx context.Context, name string) {
 func TestConsoleInABrowser(t *testing.T) {
 	c := newConsoleHarness(t)
 	bob := c.person("bob")
-	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`main h1`))
-	if got := c.text(bob, `main`); !strings.Contains(got, "No requests here") {
+	bob.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`main h1`))
+	if got := bob.Text(`main`); !strings.Contains(got, "No requests here") {
 		t.Fatalf("received list not empty: %s", got)
 	}
 
@@ -193,45 +126,45 @@ func TestConsoleInABrowser(t *testing.T) {
 	id := res.Str("id")
 
 	// Bob sees it arrive without reloading.
-	c.run(bob, chromedp.WaitVisible(`a[href="/.approvals/requests/`+id+`"]`))
-	if got := c.text(bob, `#waiting`); strings.TrimSpace(got) != "1" {
+	bob.Run(chromedp.WaitVisible(`a[href="/.approvals/requests/` + id + `"]`))
+	if got := bob.Text(`#waiting`); strings.TrimSpace(got) != "1" {
 		t.Fatalf("waiting count %q", got)
 	}
-	c.screenshot(bob, "received-requests.png")
+	bob.Screenshot(c.shots, "received-requests.png")
 
 	// Alice, also an approver, cannot approve her own request.
 	alice := c.person("alice")
-	c.run(alice, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`button[value=approve]`),
+	alice.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`button[value=approve]`),
 		chromedp.Click(`button[value=approve]`), chromedp.WaitVisible(`.msg.err`))
-	if got := c.text(alice, `.msg.err`); !strings.Contains(got, "can't approve or reject your own request") {
+	if got := alice.Text(`.msg.err`); !strings.Contains(got, "can't approve or reject your own request") {
 		t.Fatalf("self-approval message %q", got)
 	}
 
 	// Bob approves with notes; the justification's script is text.
-	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`textarea[name=notes]`))
+	bob.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`textarea[name=notes]`))
 	var title string
-	c.run(bob, chromedp.Title(&title))
-	if title == "owned" || !strings.Contains(c.text(bob, `main .card dl`), `<script>document.title="owned"</script>`) {
+	bob.Run(chromedp.Title(&title))
+	if title == "owned" || !strings.Contains(bob.Text(`main .card dl`), `<script>document.title="owned"</script>`) {
 		t.Fatalf("the justification was not shown as text (title %q)", title)
 	}
-	if body := c.text(bob, `main pre`); !strings.Contains(body, "\"items\": [\n    1,") {
+	if body := bob.Text(`main pre`); !strings.Contains(body, "\"items\": [\n    1,") {
 		t.Fatalf("body not pretty-printed: %s", body)
 	}
-	c.screenshot(bob, "request-page.png")
-	c.run(bob, chromedp.SendKeys(`form[action$="/approve"] textarea[name=notes]`, "confirmed with the owner"),
+	bob.Screenshot(c.shots, "request-page.png")
+	bob.Run(chromedp.SendKeys(`form[action$="/approve"] textarea[name=notes]`, "confirmed with the owner"),
 		chromedp.Click(`button[value=approve]`), chromedp.WaitVisible(`.msg.ok`))
 
 	// Alice sees the notes arrive live, and completes.
-	c.run(alice, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`))
-	if got := c.text(alice, `main`); !strings.Contains(got, "confirmed with the owner") {
+	alice.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`))
+	if got := alice.Text(`main`); !strings.Contains(got, "confirmed with the owner") {
 		t.Fatalf("the requester does not see the notes: %s", got)
 	}
-	c.run(alice, chromedp.WaitVisible(`form[action$="/complete"] button`), chromedp.Click(`form[action$="/complete"] button`),
+	alice.Run(chromedp.WaitVisible(`form[action$="/complete"] button`), chromedp.Click(`form[action$="/complete"] button`),
 		chromedp.WaitVisible(`.msg.ok`))
-	if got := c.text(alice, `main`); !strings.Contains(got, "Backend's answer") || !strings.Contains(got, "completed") {
+	if got := alice.Text(`main`); !strings.Contains(got, "Backend's answer") || !strings.Contains(got, "completed") {
 		t.Fatalf("after complete: %s", got)
 	}
-	c.screenshot(alice, "completed.png")
+	alice.Screenshot(c.shots, "completed.png")
 	calls := c.Backend.Mutating()
 	if len(calls) != 1 || calls[0].Header.Get("Idempotency-Key") != id {
 		t.Fatalf("backend calls: %+v", calls)
@@ -239,7 +172,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// A form post without the CSRF token is refused, even with the session.
 	var cookies []*network.Cookie
-	c.run(bob, chromedp.ActionFunc(func(ctx context.Context) (err error) {
+	bob.Run(chromedp.ActionFunc(func(ctx context.Context) (err error) {
 		cookies, err = network.GetCookies().WithURLs([]string{c.GW.URL + "/.approvals/"}).Do(ctx)
 		return err
 	}))
@@ -263,7 +196,7 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// No cookie value and no token is ever rendered.
 	var html string
-	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`), chromedp.OuterHTML("html", &html))
+	bob.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`main`), chromedp.OuterHTML("html", &html))
 	for _, ck := range cookies {
 		if len(ck.Value) > 8 && strings.Contains(html, ck.Value) {
 			t.Fatalf("the page renders the %s cookie", ck.Name)
@@ -301,9 +234,9 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Signing out ends the session: the console asks to sign in again,
 	// and the copied cookie stops working at once, on every gateway.
-	c.run(bob, chromedp.Click(`header form button`), chromedp.WaitVisible(`a.button.primary`))
-	c.run(bob, chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
-	if got := c.text(bob, `main`); !strings.Contains(got, "Sign in") {
+	bob.Run(chromedp.Click(`header form button`), chromedp.WaitVisible(`a.button.primary`))
+	bob.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests?view=received"), chromedp.WaitVisible(`a.button.primary`))
+	if got := bob.Text(`main`); !strings.Contains(got, "Sign in") {
 		t.Fatalf("after signing out: %s", got)
 	}
 	if signedIn(c.GW.URL) || signedIn(other.URL) {
