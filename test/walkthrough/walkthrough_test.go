@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,6 +144,7 @@ func TestReadmeWalkThrough(t *testing.T) {
 	d := startDemo(t, bash, root, two[0].text)
 	t.Logf("the demo's first screen:\n%s", d.screen)
 	checkFirstScreen(t, d.screen, readme, root)
+	answersOnEveryName(t)
 
 	walk, err := section(readme, "Walk-through: park, approve, complete")
 	if err != nil {
@@ -303,4 +305,29 @@ func startShell(t *testing.T, bash string) *shell {
 		t.Fatal(err)
 	}
 	return sh
+}
+
+// answersOnEveryName: the demo's site is reached by any name of this
+// machine, not only the one the README uses.
+func answersOnEveryName(t *testing.T) {
+	t.Helper()
+	hosts := []string{"localhost", "127.0.0.1"}
+	if name, err := os.Hostname(); err == nil {
+		if _, err := net.LookupHost(name); err == nil {
+			hosts = append(hosts, name)
+		} else {
+			t.Logf("this machine's name %q does not resolve: not tried", name)
+		}
+	}
+	for _, h := range hosts {
+		resp, err := http.Get("http://" + net.JoinHostPort(h, "8080") + "/devices")
+		if err != nil {
+			t.Fatalf("the demo on %s: %v", h, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "PHONE-7") {
+			t.Fatalf("the demo on %s answered %d: %s", h, resp.StatusCode, b)
+		}
+	}
 }
