@@ -254,11 +254,7 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripTrustHeaders(r.Header)
 	if p := r.URL.Path; p == s.Prefix || strings.HasPrefix(p, s.Prefix+"/") {
-		if p == s.Prefix+"/healthz" {
-			s.healthz(w, r)
-			return nil
-		}
-		if s.pages != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {
+		if s.pages != nil && p != s.Prefix+"/healthz" && p != s.api && !strings.HasPrefix(p, s.api+"/") {
 			s.pages.ServeHTTP(w, r, next)
 			return nil
 		}
