@@ -9,10 +9,12 @@ import (
 )
 
 // routes is the approval API's route table, under {prefix}/api/v1, with
-// the health check beside it.
+// the health check beside it. Each route is one operation of the OpenAPI
+// document (openapi.json), which the tests hold to this table.
 func (s *Service) routes() *http.ServeMux {
 	m, a := http.NewServeMux(), s.api
 	m.HandleFunc("GET "+s.Prefix+"/healthz", s.healthz)
+	m.HandleFunc("GET "+a+"/openapi.json", s.openAPI)
 	m.Handle("GET "+a+"/health", s.authed(s.health))
 	m.Handle("GET "+a+"/requests", s.authed(s.list))
 	m.Handle("GET "+a+"/requests/{id}", s.authed(s.get))
