@@ -171,8 +171,17 @@ type actionInput struct {
 	PayloadSHA256 string `json:"payload_sha256"`
 }
 
-func (s *Service) act(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
-	id, action, next := r.PathValue("id"), r.PathValue("action"), nextOf(r)
+// act serves one action on a request: approve, reject, cancel or complete.
+func (s *Service) act(action string) func(http.ResponseWriter, *http.Request, *identity.Identity) {
+	return func(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
+		s.serveAction(w, r, who, action)
+	}
+}
+
+// serveAction reads the body of an action call (notes, and the payload hash
+// from it or from If-Match) and takes the action.
+func (s *Service) serveAction(w http.ResponseWriter, r *http.Request, who *identity.Identity, action string) {
+	id, next := r.PathValue("id"), nextOf(r)
 	var in actionInput
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxActionBody+1))
 	switch {

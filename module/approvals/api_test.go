@@ -250,6 +250,7 @@ func TestListViews(t *testing.T) {
 	}
 	h.Expect(h.Do("GET", "/.approvals/api/v1/requests", "", ""), http.StatusUnauthorized, approvals.CodeUnauthenticated)
 	h.Expect(h.Do("DELETE", "/.approvals/api/v1/requests", alice, ""), http.StatusMethodNotAllowed, approvals.CodeMethodNotAllowed)
+	h.Undocumented("GET", "/.approvals/api/v1/nothing")
 	h.Expect(h.Do("GET", "/.approvals/api/v1/nothing", alice, ""), http.StatusNotFound, approvals.CodeNotFound)
 }
 

@@ -185,6 +185,9 @@ decision := {"action": "deny", "policy": "json", "reason": "the body is not JSON
 
 	// Unknown id formats and hostile cursors.
 	for _, id := range []string{"..", "%2e%2e%2fsecrets", "01a19bb3-9500-7000-83ec-809bb63b654f%00", strings.Repeat("a", 5000), "../../audit"} {
+		// Paths with dot segments are no call of the API's document.
+		h.Undocumented("GET", "/.approvals/api/v1/requests/"+id)
+		h.Undocumented("POST", "/.approvals/api/v1/requests/"+id+"/approve")
 		res := h.Do("GET", "/.approvals/api/v1/requests/"+id, alice, "")
 		if res.Status != http.StatusNotFound && res.Status != http.StatusBadRequest {
 			t.Fatalf("id %q answered %d", id, res.Status)

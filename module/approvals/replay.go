@@ -56,6 +56,9 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 	if cw.status != 0 {
 		return // the backend's answer is the caller's answer
 	}
+	// Approval-Request-Id marks the backend's own answer (the CLI reads it
+	// so): the gateway's refusal does not carry it.
+	w.Header().Del(RequestIDHeader)
 	if err != nil && final == nil {
 		writeError(w, err)
 		return

@@ -8,13 +8,20 @@ import (
 	"github.com/approval-gateway/gateway/module/store"
 )
 
-// routes is the approval API's route table, under {prefix}/api/v1.
+// routes is the approval API's route table, under {prefix}/api/v1, with
+// the health check beside it. Each route is one operation of the OpenAPI
+// document (openapi.json), which the tests hold to this table.
 func (s *Service) routes() *http.ServeMux {
 	m, a := http.NewServeMux(), s.api
+	m.HandleFunc("GET "+s.Prefix+"/healthz", s.healthz)
+	m.HandleFunc("GET "+a+"/openapi.json", s.openAPI)
 	m.Handle("GET "+a+"/health", s.authed(s.health))
 	m.Handle("GET "+a+"/requests", s.authed(s.list))
 	m.Handle("GET "+a+"/requests/{id}", s.authed(s.get))
-	m.Handle("POST "+a+"/requests/{id}/{action}", s.authed(s.act))
+	m.Handle("POST "+a+"/requests/{id}/approve", s.authed(s.act("approve")))
+	m.Handle("POST "+a+"/requests/{id}/reject", s.authed(s.act("reject")))
+	m.Handle("POST "+a+"/requests/{id}/cancel", s.authed(s.act("cancel")))
+	m.Handle("POST "+a+"/requests/{id}/complete", s.authed(s.act("complete")))
 	m.Handle("GET "+a+"/events", s.authed(s.events))
 	m.Handle("GET "+a+"/audit", s.authed(s.auditLog))
 	m.Handle("GET "+a+"/notify/deliveries", s.authed(s.deliveries))
@@ -35,6 +42,13 @@ type nextKey struct{}
 // the contract's JSON errors.
 func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 	r = r.WithContext(context.WithValue(r.Context(), nextKey{}, next))
+	if r.URL.Path == s.api+"/policies/evaluate" && r.Method != http.MethodPost {
+		// The evaluation call, not a runtime policy named evaluate: a
+		// concrete path comes before a templated one (as OpenAPI reads
+		// paths), whatever the method.
+		methodNotAllowed(w, http.MethodPost)
+		return
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
 		s.mux.ServeHTTP(w, r) // sets the path values
@@ -44,12 +58,16 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 	probe := &headerOnly{h: http.Header{}}
 	h.ServeHTTP(probe, r)
 	if probe.status == http.StatusMethodNotAllowed {
-		allow := probe.h.Get("Allow")
-		w.Header().Set("Allow", allow)
-		writeError(w, fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use "+allow))
+		methodNotAllowed(w, probe.h.Get("Allow"))
 		return
 	}
 	writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such API call"))
+}
+
+// methodNotAllowed answers 405, with the methods the path has.
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "use "+allow))
 }
 
 // authed runs fn for an authenticated caller; a request id in the path

@@ -170,6 +170,7 @@ type Service struct {
 	inspect inspect.Options
 	pages   Pages          // the console, when on
 	mux     *http.ServeMux // the API's routes
+	doc     openAPIDoc     // the API's OpenAPI document, with this prefix
 	// runtimeReady is set once the runtime policies were read from the
 	// store; until then judged calls answer 503.
 	runtimeReady atomic.Bool
@@ -219,7 +220,11 @@ func New(d Deps, o Settings) (*Service, error) {
 		annotate: d.Annotate, sealer: d.Sealer, clientIP: d.ClientIP, clock: d.Clock, log: d.Logger,
 		api: o.Prefix + "/api/v1", methods: methods,
 		inspect: inspect.Options{MaxBody: o.MaxBody, JudgeMethodOverride: o.JudgeMethodOverride, JudgeAmbiguousPaths: o.JudgeAmbiguousPaths}}
-	s.mux = s.routes()
+	doc, err := newOpenAPIDoc(o.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	s.doc, s.mux = doc, s.routes()
 	if s.metrics == nil {
 		s.metrics = noMetrics{}
 	}
@@ -254,11 +259,7 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripTrustHeaders(r.Header)
 	if p := r.URL.Path; p == s.Prefix || strings.HasPrefix(p, s.Prefix+"/") {
-		if p == s.Prefix+"/healthz" {
-			s.healthz(w, r)
-			return nil
-		}
-		if s.pages != nil && p != s.api && !strings.HasPrefix(p, s.api+"/") {
+		if s.pages != nil && p != s.Prefix+"/healthz" && p != s.api && !strings.HasPrefix(p, s.api+"/") {
 			s.pages.ServeHTTP(w, r, next)
 			return nil
 		}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +51,8 @@ type Options struct {
 
 // Harness is a gateway on a test server: Svc serves GW, in front of
 // Backend, with Clock as its clock and its logs in Logs. The embedded
-// Client calls GW.
+// Client calls GW. Every call to the approval API through GW, and its
+// answer, is checked against the API's OpenAPI document (openapi.go).
 type Harness struct {
 	T       *testing.T
 	Svc     *approvals.Service
@@ -63,6 +65,10 @@ type Harness struct {
 	// Opts are the options Svc was built from.
 	Opts Options
 	*testkit.Client
+
+	contract     *contract // what every API call through GW is checked against
+	mu           sync.Mutex
+	undocumented map[string]bool // calls made on purpose outside the document
 }
 
 // New builds a harness on an etcd of its own, with the policies in
@@ -101,12 +107,15 @@ func NewOn(t *testing.T, cli *clientv3.Client, srv *etcdembed.Server, policyDir 
 	}
 	h.Opts = o
 	h.Svc = start(t, o)
+	if h.contract, err = contractOf(h.Svc); err != nil {
+		t.Fatal(err)
+	}
 	next := ProxyTo(h.Backend.URL)
-	h.GW = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.GW = httptest.NewServer(h.checked(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h.Svc.ServeHTTP(w, r, next); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 		}
-	}))
+	})))
 	t.Cleanup(h.GW.Close)
 	h.Client = testkit.NewClient(t, h.GW.URL)
 	return h
