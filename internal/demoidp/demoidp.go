@@ -141,6 +141,13 @@ func (p *Provider) identity(subject string) (Identity, bool) {
 	return Identity{}, false
 }
 
+func (p *Provider) now() time.Time { return time.Now() }
+
+// expired reports whether authorization request a is past requestTTL.
+func (p *Provider) expired(a *authRequest, now time.Time) bool {
+	return now.Sub(a.created) > requestTTL
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -160,7 +167,7 @@ type authRequest struct {
 
 func (a *authRequest) GetID() string         { return a.id }
 func (a *authRequest) GetACR() string        { return "" }
-func (a *authRequest) GetAMR() []string      { return []string{"pwd"} }
+func (a *authRequest) GetAMR() []string      { return nil } // no password: the identity is picked
 func (a *authRequest) GetAudience() []string { return []string{a.ClientID} }
 func (a *authRequest) GetAuthTime() time.Time {
 	return a.authTime
@@ -223,10 +230,6 @@ func (k publicKey) ID() string                         { return k.p.keyID }
 func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
 func (k publicKey) Use() string                        { return "sig" }
 func (k publicKey) Key() any                           { return &k.p.key.PublicKey }
-func (p *Provider) now() time.Time                     { return time.Now() }
-func (p *Provider) expired(a *authRequest, now time.Time) bool {
-	return now.Sub(a.created) > requestTTL
-}
 
 var errNotSupported = errors.New("not supported by the demo provider")
 
