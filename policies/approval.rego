@@ -9,29 +9,29 @@ import data.approval.lib
 import data.approval.policies
 import data.config
 
-# Only each policy's decision is evaluated (naming policies[name].decision
-# with name unbound), never a policy's whole document; the order is the
-# policies' names.
-_by_name[name] := policies[name].decision
+# _first is [rank, name] of the decision that wins: a deny (0) before a
+# park (1) before an allow (2), and among equals the policy whose name sorts
+# first. Only each policy's decision is evaluated (never a policy's whole
+# document), each once; a policy whose decision is undefined, or whose
+# action is none of the three, takes no part.
+_first := min({[_rank[d.action], name] |
+	some name
+	d := policies[name].decision
+})
 
-_decisions := [_by_name[name] | some name in sort(object.keys(_by_name))]
+_rank := {"deny": 0, "require_approval": 1, "allow": 2}
 
-# The decisions by action, each a rule so it is evaluated once per call.
-_denies := [d | some d in _decisions; d.action == "deny"]
-
-_parks := [d | some d in _decisions; d.action == "require_approval"]
-
-_allows := [d | some d in _decisions; d.action == "allow"]
-
-decision := _denies[0] if {
-	count(_denies) > 0
+# The cases in the order calls mostly take them: an allow, a deny, a park.
+decision := policies[_first[1]].decision if {
+	_first[0] == 2
+	not lib.unreadable_body
+} else := policies[_first[1]].decision if {
+	_first[0] == 0
 } else := object.union(_park, _break_glass) if {
 	_park
 	break_glass_allowed
 } else := _park if {
 	_park
-} else := _allows[0] if {
-	count(_allows) > 0
 } else := {
 	"action": "require_approval",
 	"policy": "default",
@@ -40,23 +40,25 @@ decision := _denies[0] if {
 	"reason": "no access policy covers this call; every change needs a second admin",
 }
 
-# _park is the first park, marked dry_run when its policy is listed in
+# _park is the winning park, marked dry_run when its policy is listed in
 # config.dry_run_policies: the call then passes, and the gateway records
 # what would have been asked. A call a policy would allow parks too when
 # its body is one the policies cannot read: what they cannot see, they do
 # not let pass.
-_park := object.union(_parks[0], {"dry_run": true}) if {
-	_parks[0].policy in config.dry_run_policies
-} else := _parks[0] if {
-	count(_parks) > 0
+_park := object.union(p, {"dry_run": true}) if {
+	_first[0] == 1
+	p := policies[_first[1]].decision
+	p.policy in config.dry_run_policies
+} else := policies[_first[1]].decision if {
+	_first[0] == 1
 } else := {
 	"action": "require_approval",
-	"policy": _allows[0].policy,
+	"policy": policies[_first[1]].decision.policy,
 	"resource": lib.object,
 	"approvers": lib.with_after_hours(config.default_approvers),
 	"reason": sprintf("the body is %s, which the gateway does not read: a second admin approves", [_content_type]),
 } if {
-	count(_allows) > 0
+	_first[0] == 2
 	lib.unreadable_body
 }
 

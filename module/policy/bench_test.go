@@ -51,6 +51,45 @@ func BenchmarkDecide(b *testing.B) {
 	})
 }
 
+// BenchmarkLibrary sets a decision by the shipped policy library beside the
+// same decision by the one-rule policy of the load benchmark
+// (bench/policies/minimal.rego), for a call each allows, parks and denies:
+// the library's own cost, which every policy an admin writes on top of it
+// pays.
+func BenchmarkLibrary(b *testing.B) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC) // a Monday, in business hours
+	releaser := Caller{Subject: "releaser", Groups: []string{"app-release-managers"}, Claims: map[string]any{"sub": "releaser"}}
+	alice := Caller{Subject: "alice", Groups: []string{"it-ops"}, Claims: map[string]any{"sub": "alice"}}
+	cases := []struct {
+		name   string
+		call   Call
+		who    Caller
+		action string
+	}{
+		{"allow", call("POST", "/apps", `{"name":"payroll-client","version":"4.2.1"}`), releaser, Allow},
+		{"park", call("POST", "/devices/9/wipe", `{"reason":"stolen"}`), alice, RequireApproval},
+		{"deny", call("DELETE", "/devices", ""), alice, Deny},
+	}
+	for _, pol := range []struct{ name, dir string }{{"library", "../../policies"}, {"one-rule", "../../bench/policies"}} {
+		p, err := Load(ctx, pol.dir, "", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, tc := range cases {
+			b.Run(tc.name+"/"+pol.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					d, err := p.DecideCall(ctx, tc.call, tc.who, now)
+					if err != nil || d.Action != tc.action {
+						b.Fatal(d, err)
+					}
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkInput builds the input of a call with a small JSON body as a
 // Rego value: whole, and without the parts a policy does not read (body,
 // headers, query, claims), as for bench/policies/minimal.rego.

@@ -40,6 +40,16 @@ type Caller struct {
 	Claims  map[string]any
 }
 
+// inputKeys are the input document's member names, built once: OPA never
+// changes a term it is given, so every input shares them.
+var inputKeys = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"request", "method", "wire_method", "path", "segments", "raw_path", "host", "query", "headers", "content_type", "body", "body_size", "body_sha256", "remote_ip", "identity", "subject", "groups", "claims", "time"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
 // hiddenHeaders never reach a policy: they carry credentials.
 var hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
 
@@ -92,27 +102,35 @@ func (u InputUse) value(c Call, who Caller, now time.Time) (ast.Value, error) {
 		claims = ast.NewTerm(cv)
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("method"), ast.StringTerm(c.Method)),
-			ast.Item(ast.StringTerm("wire_method"), ast.StringTerm(wire)),
-			ast.Item(ast.StringTerm("path"), ast.StringTerm(c.Path)),
-			ast.Item(ast.StringTerm("raw_path"), ast.StringTerm(rawPath)),
-			ast.Item(ast.StringTerm("host"), ast.StringTerm(c.Host)),
-			ast.Item(ast.StringTerm("query"), ast.ObjectTerm(query...)),
-			ast.Item(ast.StringTerm("headers"), ast.ObjectTerm(headers...)),
-			ast.Item(ast.StringTerm("content_type"), ast.StringTerm(c.ContentType)),
-			ast.Item(ast.StringTerm("body"), body),
-			ast.Item(ast.StringTerm("body_size"), ast.IntNumberTerm(c.BodySize)),
-			ast.Item(ast.StringTerm("body_sha256"), ast.StringTerm(c.BodySHA256)),
-			ast.Item(ast.StringTerm("remote_ip"), ast.StringTerm(c.RemoteIP)),
+		ast.Item(inputKeys["request"], ast.ObjectTerm(
+			ast.Item(inputKeys["method"], ast.StringTerm(c.Method)),
+			ast.Item(inputKeys["wire_method"], ast.StringTerm(wire)),
+			ast.Item(inputKeys["path"], ast.StringTerm(c.Path)),
+			ast.Item(inputKeys["segments"], stringsTerm(Segments(c.Path))),
+			ast.Item(inputKeys["raw_path"], ast.StringTerm(rawPath)),
+			ast.Item(inputKeys["host"], ast.StringTerm(c.Host)),
+			ast.Item(inputKeys["query"], ast.ObjectTerm(query...)),
+			ast.Item(inputKeys["headers"], ast.ObjectTerm(headers...)),
+			ast.Item(inputKeys["content_type"], ast.StringTerm(c.ContentType)),
+			ast.Item(inputKeys["body"], body),
+			ast.Item(inputKeys["body_size"], ast.IntNumberTerm(c.BodySize)),
+			ast.Item(inputKeys["body_sha256"], ast.StringTerm(c.BodySHA256)),
+			ast.Item(inputKeys["remote_ip"], ast.StringTerm(c.RemoteIP)),
 		)),
-		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("subject"), ast.StringTerm(who.Subject)),
-			ast.Item(ast.StringTerm("groups"), stringsTerm(who.Groups)),
-			ast.Item(ast.StringTerm("claims"), claims),
+		ast.Item(inputKeys["identity"], ast.ObjectTerm(
+			ast.Item(inputKeys["subject"], ast.StringTerm(who.Subject)),
+			ast.Item(inputKeys["groups"], stringsTerm(who.Groups)),
+			ast.Item(inputKeys["claims"], claims),
 		)),
-		ast.Item(ast.StringTerm("time"), ast.StringTerm(now.UTC().Format(time.RFC3339))),
+		ast.Item(inputKeys["time"], ast.StringTerm(now.UTC().Format(time.RFC3339))),
 	), nil
+}
+
+// Segments is a path's segments in lower case, as routers that match
+// paths case-insensitively see them: "/Devices/7/wipe/" is ["devices", "7",
+// "wipe"], "/" is [""]. Policies get them as input.request.segments.
+func Segments(path string) []string {
+	return strings.Split(strings.ToLower(strings.Trim(path, "/")), "/")
 }
 
 func stringsTerm(ss []string) *ast.Term {

@@ -172,11 +172,30 @@ func (e *Engine) Current() *Policy { return e.current.Load() }
 // no result, several results, malformed decision) it returns a deny decision
 // and the error, which the caller logs: the call fails closed.
 func (e *Engine) Decide(ctx context.Context, input map[string]any) (Decision, error) {
+	withSegments(input)
 	v, err := ast.InterfaceToValue(input)
 	if err != nil {
 		return failClosed, fmt.Errorf("input: %w", err)
 	}
 	return e.current.Load().decide(ctx, v)
+}
+
+// withSegments completes a hand-written input that gives request.path but
+// not request.segments, as the gateway's own input always has them.
+func withSegments(input map[string]any) {
+	req, ok := input["request"].(map[string]any)
+	if !ok {
+		return
+	}
+	path, ok := req["path"].(string)
+	if _, has := req["segments"]; !ok || has {
+		return
+	}
+	segs := []any{}
+	for _, s := range Segments(path) {
+		segs = append(segs, s)
+	}
+	req["segments"] = segs
 }
 
 // DecideCall decides a call, building its input directly as a Rego value

@@ -278,7 +278,7 @@ func TestInputDocument(t *testing.T) {
 	want := `{"identity":{"claims":{"org":{"unit":["a"]},"sub":"alice"},"groups":["it-ops","approvers"],"subject":"alice"},` +
 		`"request":{"body":{"big":1234567890123456,"count":3,"nested":{"x":{}},"ratio":0.5,"reason":"stolen","tags":["a",null,true]},` +
 		`"body_size":120,"body_sha256":"ab12","content_type":"application/json",` +
-		`"headers":{"x-multi":["a","b"]},"host":"h","method":"PATCH","wire_method":"POST","path":"/devices/2","raw_path":"/dev%69ces/2",` +
+		`"headers":{"x-multi":["a","b"]},"host":"h","method":"PATCH","wire_method":"POST","path":"/devices/2","segments":["devices","2"],"raw_path":"/dev%69ces/2",` +
 		`"query":{"force":["true","1"]},"remote_ip":"10.0.0.1"},` +
 		`"time":"2026-11-02T09:00:00Z"}`
 	v, err := Input(c, who, now)
@@ -298,5 +298,20 @@ func TestInputDocument(t *testing.T) {
 	if !req.Get(ast.StringTerm("body")).Equal(ast.NullTerm()) || !req.Get(ast.StringTerm("wire_method")).Equal(ast.StringTerm("POST")) ||
 		!req.Get(ast.StringTerm("raw_path")).Equal(ast.StringTerm("/x")) {
 		t.Fatalf("input without a body: %v", req)
+	}
+}
+
+// TestDecideCompletesSegments: a hand-written input (the evaluate endpoint's)
+// that gives request.path but not request.segments is judged as the
+// gateway's own input for that path would be.
+func TestDecideCompletesSegments(t *testing.T) {
+	e := load(t, "../../policies")
+	d, err := e.Decide(context.Background(), map[string]any{
+		"request":  map[string]any{"method": "DELETE", "path": "/Devices/", "body": nil, "body_size": 0},
+		"identity": map[string]any{"subject": "alice", "groups": []any{}, "claims": map[string]any{}},
+		"time":     "2026-11-02T10:00:00Z",
+	})
+	if err != nil || d.Action != Deny || d.Policy != "collections" {
+		t.Fatalf("got %+v, %v; want the collections policy's deny", d, err)
 	}
 }

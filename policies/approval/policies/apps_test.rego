@@ -12,7 +12,7 @@ test_change_needs_app_approver if {
 		"approvers": [{"group": "app-approvers", "required": 1}],
 		"reason": "app deployments reach every managed device: a second admin approves",
 	} with input as {
-		"request": {"method": "PUT", "path": "/apps/42"},
+		"request": {"method": "PUT", "path": "/apps/42", "segments": ["apps", "42"]},
 		"identity": {"subject": "alice", "groups": ["it-ops"]},
 		"time": _in_hours,
 	}
@@ -24,7 +24,7 @@ test_trusted_group_changes_without_approval if {
 		"policy": "apps",
 		"reason": "trusted release managers change apps without approval",
 	} with input as {
-		"request": {"method": "POST", "path": "/apps"},
+		"request": {"method": "POST", "path": "/apps", "segments": ["apps"]},
 		"identity": {"subject": "rita", "groups": ["app-release-managers"]},
 		"time": _in_hours,
 	}
@@ -32,7 +32,7 @@ test_trusted_group_changes_without_approval if {
 
 test_trusted_group_still_needs_approval_to_delete if {
 	apps.decision.action == "require_approval" with input as {
-		"request": {"method": "DELETE", "path": "/apps/42"},
+		"request": {"method": "DELETE", "path": "/apps/42", "segments": ["apps", "42"]},
 		"identity": {"subject": "rita", "groups": ["app-release-managers"]},
 		"time": _in_hours,
 	}
@@ -40,7 +40,7 @@ test_trusted_group_still_needs_approval_to_delete if {
 
 test_trusted_groups_come_from_data if {
 	apps.decision.action == "allow" with input as {
-		"request": {"method": "PATCH", "path": "/apps/42"},
+		"request": {"method": "PATCH", "path": "/apps/42", "segments": ["apps", "42"]},
 		"identity": {"subject": "sam", "groups": ["mobile-team"]},
 		"time": _in_hours,
 	}
@@ -49,7 +49,7 @@ test_trusted_groups_come_from_data if {
 
 test_other_paths_are_not_covered if {
 	not apps.decision with input as {
-		"request": {"method": "POST", "path": "/scripts"},
+		"request": {"method": "POST", "path": "/scripts", "segments": ["scripts"]},
 		"identity": {"subject": "alice", "groups": []},
 		"time": _in_hours,
 	}

@@ -7,7 +7,13 @@ package approval.policies.devices
 import data.approval.lib
 import data.devices
 
-_at := lib.position("devices")
+# Indexed: skipped without evaluation for calls that name no devices.
+decision := _decision if "devices" in input.request.segments
+
+# Where "devices" is in the path: first, mostly.
+_at := 0 if lib.segments[0] == "devices"
+
+else := lib.position("devices")
 
 _id := lib.segments[_at + 1]
 
@@ -17,12 +23,11 @@ _corporate if devices.ownership[_id] == "corporate"
 # not /devices/7/wipe/anything.
 _action := lib.segments[_at + 2] if count(lib.segments) == _at + 3
 
-decision := {
+_decision := {
 	"action": "allow",
 	"policy": "devices",
 	"reason": sprintf("device %s is corporate-owned: %s needs no approval", [_id, _action]),
 } if {
-	lib.under("devices")
 	input.request.method == "POST"
 	_action in {"wipe", "retire"}
 	_corporate
@@ -32,6 +37,4 @@ decision := {
 	"resource": lib.object,
 	"approvers": lib.with_after_hours([{"group": "device-approvers", "required": 1}]),
 	"reason": "the device is not known to be corporate-owned: a second admin approves",
-} if {
-	lib.under("devices")
 }

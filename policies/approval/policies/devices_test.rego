@@ -10,7 +10,7 @@ test_corporate_wipe_passes if {
 		"policy": "devices",
 		"reason": "device 1 is corporate-owned: wipe needs no approval",
 	} with input as {
-		"request": {"method": "POST", "path": "/devices/1/wipe"},
+		"request": {"method": "POST", "path": "/devices/1/wipe", "segments": ["devices", "1", "wipe"]},
 		"identity": {"subject": "alice", "groups": []},
 		"time": _in_hours,
 	}
@@ -24,7 +24,7 @@ test_personal_wipe_needs_approval if {
 		"approvers": [{"group": "device-approvers", "required": 1}],
 		"reason": "the device is not known to be corporate-owned: a second admin approves",
 	} with input as {
-		"request": {"method": "POST", "path": "/devices/2/wipe"},
+		"request": {"method": "POST", "path": "/devices/2/wipe", "segments": ["devices", "2", "wipe"]},
 		"identity": {"subject": "alice", "groups": []},
 		"time": _in_hours,
 	}
@@ -32,7 +32,7 @@ test_personal_wipe_needs_approval if {
 
 test_unknown_device_needs_approval if {
 	devices.decision.action == "require_approval" with input as {
-		"request": {"method": "POST", "path": "/devices/99/retire"},
+		"request": {"method": "POST", "path": "/devices/99/retire", "segments": ["devices", "99", "retire"]},
 		"identity": {"subject": "alice", "groups": []},
 		"time": _in_hours,
 	}
@@ -40,7 +40,7 @@ test_unknown_device_needs_approval if {
 
 test_ownership_comes_from_data if {
 	devices.decision.action == "allow" with input as {
-		"request": {"method": "POST", "path": "/devices/99/retire"},
+		"request": {"method": "POST", "path": "/devices/99/retire", "segments": ["devices", "99", "retire"]},
 		"identity": {"subject": "alice", "groups": []},
 		"time": _in_hours,
 	}
@@ -49,7 +49,7 @@ test_ownership_comes_from_data if {
 
 test_deleting_a_corporate_device_needs_approval if {
 	devices.decision.resource == "devices/1" with input as {
-		"request": {"method": "DELETE", "path": "/devices/1"},
+		"request": {"method": "DELETE", "path": "/devices/1", "segments": ["devices", "1"]},
 		"identity": {"subject": "alice", "groups": []},
 		"time": _in_hours,
 	}
