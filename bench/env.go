@@ -82,9 +82,7 @@ http://127.0.0.1:%d {
 	if err != nil {
 		return nil, err
 	}
-	embedded := func(name string, etcdPort int) string {
-		return fmt.Sprintf("embedded %s {\n\t\t\tlisten http://127.0.0.1:%d\n\t\t}", filepath.Join(work, name+"-etcd"), etcdPort)
-	}
+	embedded := func(name string, etcdPort int) string { return embeddedStore(work, name, etcdPort) }
 	minimal, err := filepath.Abs("bench/policies")
 	if err != nil {
 		return nil, err
@@ -134,6 +132,95 @@ func (e *env) stop() {
 		p.stop()
 	}
 	e.gateway, e.minimal, e.plain, e.backend = nil, nil, nil, nil
+}
+
+// gatewayOn starts one more gateway in front of the backend, on store
+// (a store block) with the policies in the directory policies, and
+// returns it with its URL and its admin endpoint.
+func (e *env) gatewayOn(name, store, policies string) (p *proc, url, admin string, err error) {
+	port, adminPort := freePort(), freePort()
+	url, admin = fmt.Sprintf("http://127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	p, err = e.caddy(name, gatewayConfig(e.work, name, adminPort, port, store, policies, e.backendAddr, ""), url+"/.approvals/healthz")
+	return p, url, admin, err
+}
+
+// embeddedStore is the store block of an embedded etcd of the gateway's
+// own, in the working directory.
+func embeddedStore(work, name string, etcdPort int) string {
+	return fmt.Sprintf("embedded %s {\n\t\t\tlisten http://127.0.0.1:%d\n\t\t}", filepath.Join(work, name+"-etcd"), etcdPort)
+}
+
+// etcdStore is the store block of an external etcd at endpoint.
+func etcdStore(endpoint, prefix string) string {
+	s := "etcd {\n\t\t\tendpoints " + endpoint
+	if prefix != "" {
+		s += "\n\t\t\tprefix " + prefix
+	}
+	return s + "\n\t\t}"
+}
+
+// startEtcd runs a one-member etcd as a process of its own (the embed
+// package in test/fault/etcdmember, built next to the gateway) and
+// returns it with its client URL.
+func startEtcd(work, name string) (*proc, string, error) {
+	client, peer := fmt.Sprintf("http://127.0.0.1:%d", freePort()), fmt.Sprintf("http://127.0.0.1:%d", freePort())
+	p, err := start(work, name, client+"/health", nil, filepath.Join(work, "etcdmember"),
+		"-name", "m0", "-dir", filepath.Join(work, name+"-data"), "-client", client, "-peer", peer, "-cluster", "m0="+peer)
+	return p, client, err
+}
+
+// extra is a gateway started for one scenario, with what it needs; close
+// stops all of it.
+type extra struct {
+	url, admin string
+	gw, etcd   *proc
+	cli        *clientv3.Client // of the etcd, when it is external
+}
+
+func (x *extra) close() {
+	if x.cli != nil {
+		x.cli.Close()
+	}
+	x.gw.stop()
+	x.etcd.stop()
+}
+
+// bodyGateway starts a gateway whose policy reads the body
+// (bench/policies-body), on an embedded etcd of its own. It runs for B″
+// only, so that it idles during no other scenario.
+func (e *env) bodyGateway() (*extra, error) {
+	dir, err := filepath.Abs("bench/policies-body")
+	if err != nil {
+		return nil, err
+	}
+	gw, url, admin, err := e.gatewayOn("body", embeddedStore(e.work, "body", freePort()), dir)
+	if err != nil {
+		return nil, err
+	}
+	return &extra{url: url, admin: admin, gw: gw}, nil
+}
+
+// externalGateway starts an etcd as a process of its own and a gateway
+// with the shipped library on it (for C against an external etcd, so the
+// etcd's work and garbage are not in the gateway's process).
+func (e *env) externalGateway() (*extra, error) {
+	etcd, endpoint, err := startEtcd(e.work, "etcd-ext")
+	if err != nil {
+		return nil, err
+	}
+	x := &extra{etcd: etcd}
+	policies, err := filepath.Abs("policies")
+	if err == nil {
+		x.gw, x.url, x.admin, err = e.gatewayOn("gateway-ext", etcdStore(endpoint, ""), policies)
+	}
+	if err == nil {
+		x.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
+	}
+	if err != nil {
+		x.close()
+		return nil, err
+	}
+	return x, nil
 }
 
 // token mints a one-day HS256 token.

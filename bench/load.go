@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,27 +18,92 @@ import (
 
 // run is what one attack measured.
 type run struct {
+	// Asked is the fixed rate per second (0: full speed); Duration the
+	// time vegeta sent requests for.
+	Asked     int
+	Duration  time.Duration
 	Requests  int
 	OK        int
-	Elapsed   time.Duration
+	Elapsed   time.Duration   // until the last answer
 	Latencies []time.Duration // of the successful calls
 	Codes     map[string]int
 	Errors    []string
 }
 
-// attack drives tr for d: at full speed with workers connections when rate
-// is 0, else at rate per second (vegeta adds workers as needed so the rate
-// holds and the tail latency is honest). ok is the status that counts as
-// success.
-func attack(name string, tr vegeta.Targeter, rate int, workers uint64, d time.Duration, ok int, opts ...func(*vegeta.Attacker)) run {
-	opts = append([]func(*vegeta.Attacker){vegeta.Workers(workers), vegeta.KeepAlive(true), vegeta.Timeout(30 * time.Second)}, opts...)
-	pacer := vegeta.Rate{Freq: rate, Per: time.Second}
+// minAchieved is the share of the asked rate a fixed-rate round must
+// reach for its latencies to count: below it the generator or the server
+// fell behind and the latencies describe a lighter load than asked.
+const minAchieved = 0.95
+
+// achieved is what a round reached: requests sent per second of the time
+// vegeta sent them, and successful calls per second of the time the round
+// took (until the last answer).
+func (r run) achieved() (sent, ok float64) {
+	if r.Duration > 0 {
+		sent = float64(r.Requests) / r.Duration.Seconds()
+	}
+	if r.Elapsed > 0 {
+		ok = float64(r.OK) / r.Elapsed.Seconds()
+	}
+	return sent, ok
+}
+
+// invalid says why a fixed-rate round's latencies do not count: it sent or
+// answered less than minAchieved of the asked rate, or calls failed. It is
+// "" for a valid round and for every full-speed round.
+func (r run) invalid() string {
+	if r.Asked == 0 {
+		return ""
+	}
+	sent, ok := r.achieved()
+	got := min(sent, ok)
+	switch {
+	case r.OK < r.Requests:
+		return fmt.Sprintf("achieved %.0f/s of %d/s asked, %d of %d calls failed", got, r.Asked, r.Requests-r.OK, r.Requests)
+	case got < minAchieved*float64(r.Asked):
+		return fmt.Sprintf("achieved %.0f/s of %d/s asked", got, r.Asked)
+	}
+	return ""
+}
+
+// bounds returns the initial and the maximum number of workers of an
+// attack, which are also its connections per host. At full speed both
+// are workers. At a fixed rate (half of a maximum measured with workers
+// connections) Little's law needs about half of them in flight; twice
+// workers leaves room for latencies four times those at full speed, and
+// a load that needs more is one the server no longer keeps up with: the
+// attack then falls behind the rate and the round is reported invalid,
+// instead of opening connections without bound.
+func bounds(rate int, workers uint64) (initial, most uint64) {
+	workers = max(workers, 1)
 	if rate == 0 {
-		opts = append(opts, vegeta.MaxWorkers(workers))
+		return workers, workers
+	}
+	return workers, 2 * workers
+}
+
+// attack drives tr for d: at full speed with workers connections when rate
+// is 0, else at rate per second with at most 2×workers (see bounds). rt,
+// when not nil, carries the calls instead of HTTP (a baseline that is not
+// HTTP). ok is the status that counts as success. Everything the attack
+// opened is closed when it returns: the attacker is stopped and the
+// idle connections of its transport are closed.
+func attack(name string, tr vegeta.Targeter, rate int, workers uint64, d time.Duration, ok int, rt http.RoundTripper) run {
+	initial, most := bounds(rate, workers)
+	closeIdle := func() {}
+	if rt == nil {
+		t := newTransport(int(most))
+		rt, closeIdle = t, t.CloseIdleConnections
+	}
+	a := vegeta.NewAttacker(vegeta.Workers(initial), vegeta.MaxWorkers(most),
+		vegeta.Client(&http.Client{Transport: rt, Timeout: 30 * time.Second}))
+	defer closeIdle()
+	defer a.Stop()
+	pacer := vegeta.Pacer(vegeta.Rate{Freq: rate, Per: time.Second})
+	if rate == 0 {
 		pacer = vegeta.Rate{}
 	}
-	a := vegeta.NewAttacker(opts...)
-	r := run{Codes: map[string]int{}}
+	r := run{Asked: rate, Duration: d, Codes: map[string]int{}}
 	seen := map[string]bool{}
 	begin := time.Now()
 	for res := range a.Attack(tr, pacer, d, name) {
@@ -58,6 +125,20 @@ func attack(name string, tr vegeta.Targeter, rate int, workers uint64, d time.Du
 	return r
 }
 
+// newTransport is an HTTP transport of at most conns connections per host,
+// all of which it keeps idle between calls (so none is closed and opened
+// again during an attack), with keep-alive.
+func newTransport(conns int) *http.Transport {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxConnsPerHost:     conns,
+		MaxIdleConnsPerHost: conns,
+		MaxIdleConns:        conns,
+		IdleConnTimeout:     30 * time.Second,
+	}
+}
+
 // summary is one side of a comparison, over all its rounds.
 type summary struct {
 	Throughput float64   `json:"throughput_per_s"`
@@ -72,6 +153,13 @@ type summary struct {
 	Requests int       `json:"requests"`
 	Failed   int       `json:"failed"`
 	Errors   []string  `json:"errors,omitempty"`
+	// At a fixed rate: the asked rate, each round's achieved rates (sent
+	// per second of sending, successful per second of the round) and why
+	// the latencies do not count, if they do not ("" when valid).
+	Asked   int       `json:"asked_per_s,omitempty"`
+	Sent    []float64 `json:"achieved_sent_rounds_per_s,omitempty"`
+	OKRate  []float64 `json:"achieved_ok_rounds_per_s,omitempty"`
+	Invalid string    `json:"invalid,omitempty"`
 }
 
 // throughput sums the rounds: successful calls over the time they took.
@@ -91,13 +179,24 @@ func throughput(runs []run) summary {
 	return s
 }
 
-// latency pools the rounds' latencies at a fixed rate.
+// latency pools the rounds' latencies at a fixed rate. If a round did not
+// achieve the asked rate (run.invalid), the side is invalid: Invalid is
+// the worst round's reason.
 func latency(runs []run) summary {
 	var s summary
 	var all []time.Duration
 	var ok int
 	var elapsed time.Duration
-	for _, r := range runs {
+	worst := math.Inf(1)
+	for i, r := range runs {
+		sent, okRate := r.achieved()
+		s.Asked = r.Asked
+		s.Sent = append(s.Sent, round1(sent))
+		s.OKRate = append(s.OKRate, round1(okRate))
+		if why := r.invalid(); why != "" && min(sent, okRate) < worst {
+			worst = min(sent, okRate)
+			s.Invalid = fmt.Sprintf("%s (round %d of %d)", why, i+1, len(runs))
+		}
 		all = append(all, r.Latencies...)
 		s.P50s = append(s.P50s, quantile(r.Latencies, 0.50))
 		s.P99s = append(s.P99s, quantile(r.Latencies, 0.99))
@@ -154,7 +253,7 @@ type side struct {
 	admin string // Caddy's admin endpoint, for profiles
 	tr    vegeta.Targeter
 	ok    int
-	opts  []func(*vegeta.Attacker)
+	rt    http.RoundTripper // nil: HTTP, a transport of the attack's own
 }
 
 // interleave runs every side once per round, alternating which goes first,
@@ -168,7 +267,7 @@ func interleave(sides []side, rounds int, rate int, workers uint64, d time.Durat
 				i = len(sides) - 1 - k
 			}
 			s := sides[i]
-			out[i] = append(out[i], attack(s.name, s.tr, rate, workers, d, s.ok, s.opts...))
+			out[i] = append(out[i], attack(s.name, s.tr, rate, workers, d, s.ok, s.rt))
 		}
 	}
 	return out
@@ -185,7 +284,9 @@ func targeter(make func(n int64, t *vegeta.Target)) vegeta.Targeter {
 
 // etcdPuts is an http.RoundTripper that turns each call into one raw etcd
 // put of size bytes, so vegeta drives etcd with the same pacing and
-// concurrency as it drives the gateway.
+// concurrency as it drives the gateway: the attack's workers are bounded
+// (see bounds) and each has at most one put in flight, over the one gRPC
+// connection of cli.
 type etcdPuts struct {
 	cli    *clientv3.Client
 	prefix string

@@ -25,6 +25,7 @@ type config struct {
 	duration time.Duration
 	rounds   int
 	workers  uint64
+	share    float64
 	profile  string
 	keep     bool
 	only     string
@@ -40,11 +41,12 @@ func main() {
 	flag.StringVar(&c.out, "out", "bench", "directory for results.md and results.json")
 	flag.DurationVar(&c.duration, "duration", 5*time.Second, "length of each attack")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds per side, interleaved")
-	flag.Uint64Var(&c.workers, "workers", 32, "connections when driving at full speed")
+	flag.Uint64Var(&c.workers, "workers", 32, "workers and connections when driving at full speed; a fixed rate uses at most twice as many")
+	flag.Float64Var(&c.share, "share", 0.5, "the fixed rate as a share of the maximum (above 1, to see a phase reported invalid)")
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the gateway at full load (pprof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data)")
 	flag.StringVar(&c.readme, "readme", "README.md", "README whose load benchmark table to replace (\"\" for none)")
-	flag.StringVar(&c.only, "only", "ABbCDM", "the scenarios to run (b: B′, M: memory)")
+	flag.StringVar(&c.only, "only", "ABbPCEDM", "the scenarios to run (b: B′, P: B″ (PATCH, policy reads the body), E: C on an external etcd, M: memory)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if _, err := os.Stat("policies/approval.rego"); err != nil {
@@ -85,6 +87,8 @@ func benchmark(c config) error {
 	if err := build("./test/fault/etcdmember", filepath.Join(work, "etcdmember")); err != nil {
 		return err
 	}
+	// The previous results, read before this run replaces them.
+	prev, prevErr := readResults(filepath.Join(c.out, "results.json"))
 	setup, err := newEnv(work, bin)
 	if err != nil {
 		return err
@@ -96,7 +100,7 @@ func benchmark(c config) error {
 	for _, s := range []struct {
 		key string
 		run func(*env, config) (scenario, error)
-	}{{"A", scenarioA}, {"B", scenarioB}, {"b", scenarioB1}, {"C", scenarioC}, {"D", scenarioD}} {
+	}{{"A", scenarioA}, {"B", scenarioB}, {"b", scenarioB1}, {"P", scenarioB2}, {"C", scenarioC}, {"E", scenarioCExt}, {"D", scenarioD}} {
 		if !strings.Contains(c.only, s.key) {
 			continue
 		}
@@ -115,6 +119,12 @@ func benchmark(c config) error {
 		}
 		log.Print(mem.line())
 		res.Memory = mem
+	}
+	if prevErr == nil {
+		res.Previous = res.compareWith(prev)
+		log.Printf("against the previous run (%s): %d of %d ratios within ±%.0f %%", prev.Date, res.Previous.Within, res.Previous.Compared, driftBound*100)
+	} else {
+		log.Printf("no previous results to compare with: %v", prevErr)
 	}
 	res.Took = time.Since(began).Round(time.Second).String()
 	if err := res.write(c.out); err != nil {

@@ -46,9 +46,7 @@ func mib(bs []int64) []float64 {
 // measures the RSS of that gateway and of a fresh one serving the store.
 func memory(work, bin string, c config) (memoryResult, error) {
 	m := memoryResult{Store: "etcd as a separate process (one member)", Pending: []int{100, 10000}}
-	client, peer := fmt.Sprintf("http://127.0.0.1:%d", freePort()), fmt.Sprintf("http://127.0.0.1:%d", freePort())
-	etcd, err := start(work, "etcd", client+"/health", nil, filepath.Join(work, "etcdmember"),
-		"-name", "m0", "-dir", filepath.Join(work, "etcd-external"), "-client", client, "-peer", peer, "-cluster", "m0="+peer)
+	etcd, client, err := startEtcd(work, "etcd")
 	if err != nil {
 		return m, err
 	}
@@ -67,7 +65,7 @@ func memory(work, bin string, c config) (memoryResult, error) {
 			e.gwURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 			policies, _ := filepath.Abs("policies")
 			cfg := gatewayConfig(work, name, freePort(), port,
-				fmt.Sprintf("etcd {\n\t\t\tendpoints %s\n\t\t\tprefix /rss-%d/\n\t\t}", client, n), policies,
+				etcdStore(client, fmt.Sprintf("/rss-%d/", n)), policies,
 				fmt.Sprintf("127.0.0.1:%d", freePort()), "\n\t\tadmin_groups approval-admins\n\t\tsweep_interval 1s")
 			return e.caddy(name, cfg, e.gwURL+"/.approvals/healthz")
 		}

@@ -48,6 +48,29 @@ type target struct {
 	Value float64 `json:"value"`
 	Want  string  `json:"want"`
 	Met   bool    `json:"met"`
+	// Invalid is why the figure does not count (a fixed-rate phase that did
+	// not achieve its rate); such a target is not met.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+// fixedInvalid is why the fixed-rate figures of s do not count, "" if
+// they do: either side's reason.
+func (s scenario) fixedInvalid() string {
+	var why []string
+	if s.Fixed.Gateway.Invalid != "" {
+		why = append(why, "gateway "+s.Fixed.Gateway.Invalid)
+	}
+	if s.Fixed.Baseline.Invalid != "" {
+		why = append(why, "baseline "+s.Fixed.Baseline.Invalid)
+	}
+	return strings.Join(why, "; ")
+}
+
+// fixedTarget is a target on a fixed-rate figure: met only if that phase
+// achieved its rate on both sides.
+func (s scenario) fixedTarget(what string, value float64, want string, met bool) target {
+	why := s.fixedInvalid()
+	return target{What: what, Value: value, Want: want, Met: met && why == "", Invalid: why}
 }
 
 func (s scenario) line() string {
@@ -55,8 +78,12 @@ func (s scenario) line() string {
 	for _, g := range s.Targets {
 		t += fmt.Sprintf("; %s %.3f (want %s: %v)", g.What, g.Value, g.Want, g.Met)
 	}
-	return fmt.Sprintf("%s: %.0f/s vs %s %.0f/s; at %d/s p99 %.2f ms vs %.2f ms%s", s.Name, s.Max.Gateway.Throughput,
-		s.Baseline, s.Max.Baseline.Throughput, s.Rate, s.Fixed.Gateway.P99, s.Fixed.Baseline.P99, t)
+	fixed := fmt.Sprintf("p99 %.2f ms vs %.2f ms", s.Fixed.Gateway.P99, s.Fixed.Baseline.P99)
+	if why := s.fixedInvalid(); why != "" {
+		fixed = "invalid: " + why
+	}
+	return fmt.Sprintf("%s: %.0f/s vs %s %.0f/s; at %d/s %s%s", s.Name, s.Max.Gateway.Throughput,
+		s.Baseline, s.Max.Baseline.Throughput, s.Rate, fixed, t)
 }
 
 func ratio(a, b float64) float64 {
@@ -67,7 +94,8 @@ func ratio(a, b float64) float64 {
 }
 
 // compare measures gw next to base: full speed, then a fixed rate (half of
-// the baseline's maximum, or of the slower side's when slowerRate).
+// the baseline's maximum, or of the slower side's when slowerRate; -share
+// sets the share).
 func compare(e *env, c config, name, what, baseline string, gw, base side, slowerRate bool) scenario {
 	s := scenario{Name: name, What: what, Baseline: baseline}
 	log.Printf("%s: warming up", name)
@@ -76,9 +104,9 @@ func compare(e *env, c config, name, what, baseline string, gw, base side, slowe
 	runs := interleave([]side{gw, base}, c.rounds, 0, c.workers, c.duration)
 	s.Max.Gateway, s.Max.Baseline = throughput(runs[0]), throughput(runs[1])
 	s.Max.Ratio = ratio(s.Max.Gateway.Throughput, s.Max.Baseline.Throughput)
-	s.Rate = int(s.Max.Baseline.Throughput / 2)
+	s.Rate = int(s.Max.Baseline.Throughput * c.share)
 	if slowerRate {
-		s.Rate = int(min(s.Max.Baseline.Throughput, s.Max.Gateway.Throughput) / 2)
+		s.Rate = int(min(s.Max.Baseline.Throughput, s.Max.Gateway.Throughput) * c.share)
 	}
 	s.Rate = max(s.Rate, 1)
 	log.Printf("%s: %d/s, %d rounds of %s per side", name, s.Rate, c.rounds, c.duration)
@@ -86,6 +114,9 @@ func compare(e *env, c config, name, what, baseline string, gw, base side, slowe
 	s.Fixed.Gateway, s.Fixed.Baseline = latency(runs[0]), latency(runs[1])
 	s.Fixed.P50Ratio = ratio(s.Fixed.Gateway.P50, s.Fixed.Baseline.P50)
 	s.Fixed.P99Ratio = ratio(s.Fixed.Gateway.P99, s.Fixed.Baseline.P99)
+	if why := s.fixedInvalid(); why != "" {
+		log.Printf("%s: the fixed-rate figures do not count: %s", name, why)
+	}
 	if c.profile != "" {
 		for _, sd := range []side{gw, base} {
 			if sd.admin == "" {
@@ -120,7 +151,7 @@ func profile(c config, name string, gw side) error {
 		}
 		done <- err
 	}()
-	attack(gw.name, gw.tr, 0, c.workers, c.duration+time.Second, gw.ok, gw.opts...)
+	attack(gw.name, gw.tr, 0, c.workers, c.duration+time.Second, gw.ok, gw.rt)
 	return <-done
 }
 
@@ -143,7 +174,7 @@ func scenarioA(e *env, c config) (scenario, error) {
 		side{name: "gateway", admin: e.gwAdmin, tr: get(e.gwURL), ok: 200}, side{name: "plain", admin: e.plainAdmin, tr: get(e.plainURL), ok: 200}, false)
 	s.Targets = []target{
 		{What: "throughput ratio", Value: s.Max.Ratio, Want: "≥ 0.95", Met: s.Max.Ratio >= 0.95},
-		{What: "p99 ratio at half of plain Caddy's max", Value: s.Fixed.P99Ratio, Want: "≤ 1.2", Met: s.Fixed.P99Ratio <= 1.2},
+		s.fixedTarget("p99 ratio at half of plain Caddy's max", s.Fixed.P99Ratio, "≤ 1.2", s.Fixed.P99Ratio <= 1.2),
 	}
 	return s, nil
 }
@@ -171,6 +202,37 @@ func scenarioB(e *env, c config) (scenario, error) {
 func scenarioB1(e *env, c config) (scenario, error) {
 	s := compare(e, c, "B′", "the same POST, one-rule policy (bench/policies/minimal.rego)",
 		"plain Caddy reverse_proxy", side{name: "gateway", admin: e.minAdmin, tr: e.post(e.minURL), ok: 200}, side{name: "plain", admin: e.plainAdmin, tr: e.post(e.plainURL), ok: 200}, true)
+	s.Targets = []target{{What: "throughput ratio", Value: s.Max.Ratio, Want: "≥ 0.92", Met: s.Max.Ratio >= 0.92}}
+	s.Note = "fixed rate: half of the slower side's max"
+	return s, nil
+}
+
+// deviceBody is the small JSON body of B″'s PATCH.
+const deviceBody = `{"name":"laptop-42","owner":"alice"}`
+
+func (e *env) patch(base string) vegeta.Targeter {
+	h := header(e.releaser, "Content-Type", "application/json")
+	return targeter(func(n int64, t *vegeta.Target) {
+		*t = vegeta.Target{Method: "PATCH", URL: fmt.Sprintf("%s/devices/%d", base, n%1000), Header: h, Body: []byte(deviceBody)}
+	})
+}
+
+// scenarioB2 is an allowed PATCH whose small JSON body a short policy
+// reads (bench/policies-body/body.rego), on a gateway of its own: the
+// cost of reading and parsing the body for the policy.
+func scenarioB2(e *env, c config) (scenario, error) {
+	x, err := e.bodyGateway()
+	if err != nil {
+		return scenario{}, err
+	}
+	defer x.close()
+	// The policy reads the body: the same PATCH setting wiped parks.
+	a, err := doJSONBody("PATCH", x.url+"/devices/1", e.releaser, "CHG-2231 wipe a lost laptop", "application/json", []byte(`{"wiped":true}`))
+	if err != nil || a.status != http.StatusAccepted {
+		return scenario{}, fmt.Errorf("B″: a PATCH that sets wiped was not parked: %v %+v", err, a)
+	}
+	s := compare(e, c, "B″", "PATCH of a device with a small JSON body that the policy reads and allows (bench/policies-body/body.rego)",
+		"plain Caddy reverse_proxy", side{name: "gateway", admin: x.admin, tr: e.patch(x.url), ok: 200}, side{name: "plain", admin: e.plainAdmin, tr: e.patch(e.plainURL), ok: 200}, true)
 	s.Targets = []target{{What: "throughput ratio", Value: s.Max.Ratio, Want: "≥ 0.85", Met: s.Max.Ratio >= 0.85}}
 	s.Note = "fixed rate: half of the slower side's max"
 	return s, nil
@@ -178,52 +240,82 @@ func scenarioB1(e *env, c config) (scenario, error) {
 
 // parkTargeter parks DELETE /apps/{n}: a new resource per call, spread over
 // the requesters so no one reaches the pending cap.
-func (e *env) parkTargeter(prefix string) vegeta.Targeter {
+func (e *env) parkTargeter(base, prefix string) vegeta.Targeter {
 	headers := make([]http.Header, len(e.requesters))
 	for i, tok := range e.requesters {
 		headers[i] = header(tok, "Approval-Justification", "CHG-2231 retire the old payroll client")
 	}
 	return targeter(func(n int64, t *vegeta.Target) {
-		*t = vegeta.Target{Method: "DELETE", URL: fmt.Sprintf("%s/apps/%s-%d", e.gwURL, prefix, n), Header: headers[n%int64(len(headers))]}
+		*t = vegeta.Target{Method: "DELETE", URL: fmt.Sprintf("%s/apps/%s-%d", base, prefix, n), Header: headers[n%int64(len(headers))]}
 	})
 }
 
 func scenarioC(e *env, c config) (scenario, error) {
-	// One park first, to size the raw puts like the stored request.
-	resp, err := doJSON("DELETE", e.gwURL+"/apps/c-size", e.requesters[0], "CHG-2231 retire the old payroll client", nil)
-	if err != nil || resp.status != http.StatusAccepted {
-		return scenario{}, fmt.Errorf("C: sizing park: %v %+v", err, resp)
-	}
-	size, err := storedSize(e.etcd, resp.ID)
+	return parks(e, c, "C", "DELETE that the policy parks: JWT + policy + one etcd transaction (embedded etcd)",
+		"on the same etcd", side{name: "gateway", admin: e.gwAdmin}, e.gwURL, e.etcd)
+}
+
+// scenarioCExt is C on an etcd of its own process: the gateway's heap
+// holds no etcd, so etcd's work and garbage collection are apart from it.
+func scenarioCExt(e *env, c config) (scenario, error) {
+	x, err := e.externalGateway()
 	if err != nil {
 		return scenario{}, err
 	}
-	puts := &etcdPuts{cli: e.etcd, prefix: "/bench/raw/", value: strings.Repeat("x", size)}
-	raw := side{name: "etcd", ok: http.StatusAccepted, opts: []func(*vegeta.Attacker){vegeta.Client(&http.Client{Transport: puts})},
+	defer x.close()
+	return parks(e, c, "C-ext", "the same DELETE, parked in an external etcd (a process of its own)",
+		"on that external etcd", side{name: "gateway", admin: x.admin}, x.url, x.cli)
+}
+
+// parks compares parks through the gateway at base with raw etcd puts of
+// the same size at the same concurrency on cli, its store.
+func parks(e *env, c config, name, what, where string, gw side, base string, cli *clientv3.Client) (scenario, error) {
+	// One park first, to size the raw puts like the stored request.
+	resp, err := doJSON("DELETE", base+"/apps/"+strings.ToLower(name)+"-size", e.requesters[0], "CHG-2231 retire the old payroll client", nil)
+	if err != nil || resp.status != http.StatusAccepted {
+		return scenario{}, fmt.Errorf("%s: sizing park: %v %+v", name, err, resp)
+	}
+	size, err := storedSize(cli, resp.ID)
+	if err != nil {
+		return scenario{}, fmt.Errorf("%s: %w", name, err)
+	}
+	raw := side{name: "etcd", ok: http.StatusAccepted, rt: &etcdPuts{cli: cli, prefix: "/bench/raw/", value: strings.Repeat("x", size)},
 		tr: targeter(func(_ int64, t *vegeta.Target) { *t = vegeta.Target{Method: "PUT", URL: "http://etcd/put"} })}
-	s := compare(e, c, "C", "DELETE that the policy parks: JWT + policy + one etcd transaction (embedded etcd)",
-		fmt.Sprintf("raw etcd puts of %d bytes on the same etcd", size), side{name: "gateway", admin: e.gwAdmin, tr: e.parkTargeter("c"), ok: http.StatusAccepted}, raw, true)
-	s.Targets = []target{{What: "parks / raw puts", Value: s.Max.Ratio, Want: "≥ 0.80", Met: s.Max.Ratio >= 0.80}}
+	gw.tr, gw.ok = e.parkTargeter(base, strings.ToLower(name)), http.StatusAccepted
+	s := compare(e, c, name, what, fmt.Sprintf("raw etcd puts of %d bytes %s", size, where), gw, raw, true)
+	s.Targets = []target{{What: "parks / raw puts", Value: s.Max.Ratio, Want: "≥ 0.50", Met: s.Max.Ratio >= 0.50}}
 	s.Note = "fixed rate: half of the slower side's max"
 	return s, nil
 }
 
-// storedSize is the bytes a park stored: the record and the body.
+// storedSize is the bytes a park stored: the values of every key under
+// /approvals/ that names the request (its record, its body, whatever
+// else the store keeps for it), index keys without a value left out.
 func storedSize(cli *clientv3.Client, id string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	resp, err := cli.Get(ctx, "/approvals/", clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	for _, k := range []string{"requests/", "payloads/"} {
-		resp, err := cli.Get(ctx, "/approvals/"+k+id)
-		if err != nil {
-			return 0, err
-		}
-		if len(resp.Kvs) == 0 {
-			return 0, fmt.Errorf("no %s%s in the store", k, id)
-		}
-		n += len(resp.Kvs[0].Value)
+	for _, kv := range resp.Kvs {
+		n += valueSize(string(kv.Key), kv.Value, id)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("nothing of request %s in the store", id)
 	}
 	return n, nil
+}
+
+// valueSize is what a key counts in a park's stored size: its value's
+// size if the key names the request id, nothing for other keys and for
+// index keys without a value.
+func valueSize(key string, value []byte, id string) int {
+	if id == "" || !strings.Contains(key, id) {
+		return 0
+	}
+	return len(value)
 }
 
 type answer struct {
@@ -235,9 +327,17 @@ type answer struct {
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 
 func doJSON(method, url, tok, justification string, body []byte) (answer, error) {
+	return doJSONBody(method, url, tok, justification, "", body)
+}
+
+// doJSONBody is doJSON with a Content-Type for the body.
+func doJSONBody(method, url, tok, justification, contentType string, body []byte) (answer, error) {
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		return answer{}, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if justification != "" {
@@ -320,6 +420,7 @@ func scenarioD(e *env, c config) (scenario, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(begin)
+	client.CloseIdleConnections()
 	s := scenario{Name: "D", What: fmt.Sprintf("whole lifecycle: park, approve (one or two approvers, as the policy asks at that hour), complete with replay; %d workers", workers), Baseline: "—"}
 	s.Max.Gateway = summary{Throughput: round1(float64(len(latencies)) / elapsed.Seconds()), Requests: len(latencies) + int(failed.Load()),
 		Failed: int(failed.Load()), Errors: failures, P50: quantile(latencies, 0.5), P99: quantile(latencies, 0.99)}

@@ -144,7 +144,7 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request, who *identity.Iden
 // 404 for a caller who is no party, and overdue requests recorded as
 // expired or failed first.
 func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*record.Record, []byte, error) {
-	rec, _, err := s.store.Get(r.Context(), id)
+	rec, _, body, err := s.store.GetWithPayload(r.Context(), id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,10 +157,6 @@ func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*rec
 		if rec, err = s.mutate(r, who, id, func(*record.Record) error { return nil }); err != nil && !isOverdue(err) {
 			return nil, nil, err
 		}
-	}
-	body, err := s.store.Payload(r.Context(), id)
-	if err != nil {
-		return nil, nil, err
 	}
 	return rec, body, nil
 }
@@ -252,7 +248,14 @@ func (s *Service) perform(r *http.Request, who *identity.Identity, id, action st
 		// replay. No caller's token goes to the backend: the credential
 		// comes from the proxy's configuration.
 		s.audit(rec, record.SystemActor, "completing", "", r)
-		return s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.ResultExcerpt}, r, rec, "", next)
+		claimed, c, err := s.store.ReadClaimed(r.Context(), id)
+		if err != nil {
+			// The claim stands: the request is never replayed twice. It
+			// ends failed once the claim times out.
+			s.log.Error("reading the parked body for replay", zap.String("request_id", id), zap.Error(err))
+			return nil, err
+		}
+		return s.replay(&captureWriter{ResponseWriter: &discardWriter{h: http.Header{}}, limit: s.ResultExcerpt}, r, claimed, c, "", next)
 	}
 	return rec, nil
 }
@@ -277,10 +280,19 @@ func isOverdue(err error) bool {
 // shares: a caller who is no party to the request gets 404, and an overdue
 // request is first recorded as expired or failed (and the action refused).
 func (s *Service) mutate(r *http.Request, who *identity.Identity, id string, fn func(*record.Record) error) (*record.Record, error) {
+	return s.mutateBy(r, who, fn, func(f func(*record.Record) error) (*record.Record, error) {
+		return s.storeMutate(r.Context(), id, s.clientIP(r), f)
+	})
+}
+
+// mutateBy is mutate with the store write of its choice (write applies
+// the function it is given to the stored record).
+func (s *Service) mutateBy(r *http.Request, who *identity.Identity, fn func(*record.Record) error,
+	write func(func(*record.Record) error) (*record.Record, error)) (*record.Record, error) {
 	p := s.principal(who)
 	admin := s.isAdmin(who)
 	overdue := false
-	rec, err := s.storeMutate(r.Context(), id, s.clientIP(r), func(rec *record.Record) error {
+	rec, err := write(func(rec *record.Record) error {
 		overdue = false
 		if !rec.IsParty(p, admin) {
 			return errNotParty

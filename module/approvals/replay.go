@@ -15,6 +15,7 @@ import (
 
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
+	"github.com/approval-gateway/gateway/module/store"
 	"go.uber.org/zap"
 )
 
@@ -75,37 +76,44 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 // from the API and from the console.
 func (s *Service) claimAndReplay(cw *captureWriter, r *http.Request, who *identity.Identity, id, auth string, next Next) (*record.Record, error) {
 	p := s.principal(who)
-	rec, err := s.mutate(r, who, id, func(rec *record.Record) error { return rec.Claim(p, s.clock()) })
+	var c store.Claimed
+	rec, err := s.mutateBy(r, who, func(rec *record.Record) error { return rec.Claim(p, s.clock()) },
+		func(fn func(*record.Record) error) (*record.Record, error) {
+			seen := 0
+			rec, claimed, err := s.store.Claim(r.Context(), id, s.clientIP(r), func(x *record.Record) error {
+				seen = len(x.History)
+				return fn(x)
+			})
+			if err == nil {
+				s.metrics.Recorded(rec, seen)
+				c = claimed
+			}
+			return rec, err
+		})
 	if err != nil {
 		return nil, err
 	}
 	s.audit(rec, who.Subject, "completing", "", r)
 	// Before the replay: the backend's answer may go straight to the caller.
 	s.annotate(r, "approval_completing", rec.Policy, rec)
-	return s.replay(cw, r, rec, auth, next)
+	return s.replay(cw, r, rec, c, auth, next)
 }
 
-// replay sends a claimed request to next through cw and records the
-// outcome: completed with the backend's answer, or failed when none came.
-// auth is the Authorization to send: the complete call's own, or none.
-func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record, auth string, next Next) (*record.Record, error) {
-	id := rec.ID
-	body, err := s.store.Payload(r.Context(), id)
-	if err != nil {
-		// The claim stands: the request is never replayed twice. It ends
-		// failed once the claim times out.
-		s.log.Error("reading the parked body for replay", zap.String("request_id", id), zap.Error(err))
-		return nil, err
-	}
+// replay sends a claimed request (c: what its claim read) to next through
+// cw and records the outcome: completed with the backend's answer, or
+// failed when none came. auth is the Authorization to send: the complete
+// call's own, or none.
+func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record, c store.Claimed, auth string, next Next) (*record.Record, error) {
+	id, body := rec.ID, c.Body
 	var creds http.Header
 	if auth == "" && s.sealer != nil {
 		// Auto-complete: the credentials sealed at park, opened only now.
-		b, err := s.store.Sealed(r.Context(), id)
-		if err == nil && b != nil {
-			creds, err = s.sealer.Open(id, b)
+		var err error
+		if c.Sealed != nil {
+			creds, err = s.sealer.Open(id, c.Sealed)
 		}
 		if err != nil {
-			return s.finishReplay(r, id, record.Result{Error: "the sealed replay credentials cannot be used: " + err.Error()}, false)
+			return s.finishReplay(r, rec, c.Rev, record.Result{Error: "the sealed replay credentials cannot be used: " + err.Error()}, false)
 		}
 	}
 	cw.Header().Set(RequestIDHeader, id)
@@ -125,7 +133,7 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 	}
 	rr, err := s.replayRequest(r, rec, body, auth)
 	if err != nil {
-		return s.finishReplay(r, id, record.Result{Error: "the stored call cannot be replayed verbatim: " + err.Error()}, false)
+		return s.finishReplay(r, rec, c.Rev, record.Result{Error: "the stored call cannot be replayed verbatim: " + err.Error()}, false)
 	}
 	for k, v := range creds {
 		rr.Header[k] = v
@@ -136,16 +144,19 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 		// Cut while the backend had the call: it may have acted on it.
 		res.Error = record.OutcomeUnknown + " (" + nerr.Error() + ")"
 	}
-	return s.finishReplay(r, id, res, cw.status != 0)
+	return s.finishReplay(r, rec, c.Rev, res, cw.status != 0)
 }
 
 // finishReplay records the replay's outcome: completed with the backend's
-// answer, or failed when none came.
-func (s *Service) finishReplay(r *http.Request, id string, res record.Result, answered bool) (*record.Record, error) {
+// answer, or failed when none came. It writes from the claimed record
+// (rec at mod revision rev), without reading it again.
+func (s *Service) finishReplay(r *http.Request, rec *record.Record, rev int64, res record.Result, answered bool) (*record.Record, error) {
 	ctx, cancel := detached(r.Context())
 	defer cancel()
 	now := s.clock()
-	final, err := s.storeMutate(ctx, id, s.clientIP(r), func(rec *record.Record) error {
+	seen := 0
+	final, _, err := s.store.MutateFrom(ctx, rec, rev, s.clientIP(r), func(rec *record.Record) error {
+		seen = len(rec.History)
 		if !answered {
 			if res.Error == "" {
 				res.Error = "the backend gave no answer"
@@ -155,9 +166,10 @@ func (s *Service) finishReplay(r *http.Request, id string, res record.Result, an
 		return rec.Finish(res, now)
 	})
 	if err != nil {
-		s.log.Error("recording the replay's outcome", zap.String("request_id", id), zap.Error(err))
+		s.log.Error("recording the replay's outcome", zap.String("request_id", rec.ID), zap.Error(err))
 		return nil, err
 	}
+	s.metrics.Recorded(final, seen)
 	s.audit(final, record.SystemActor, string(final.Status), "", r)
 	s.annotate(r, "approval_"+string(final.Status), final.Policy, final)
 	return final, nil

@@ -93,6 +93,11 @@ func (s *Service) RunPolicyWatch(ctx context.Context) {
 	s.watchRuntime(ctx)
 }
 
+// RunOpenView keeps this gateway's view of the open requests (one watch,
+// store.OpenRequests) until ctx ends: claims, live pages and the
+// sweeper's search for what is due are served from it.
+func (s *Service) RunOpenView(ctx context.Context) { s.store.Open().Run(ctx) }
+
 // sweeperRole is the name of the sweeper's election.
 const sweeperRole = "sweeper"
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -36,6 +37,34 @@ func (s *Store) Get(ctx context.Context, id string) (_ *record.Record, _ int64, 
 	return rec, resp.Kvs[0].ModRevision, nil
 }
 
+// GetWithPayload returns a request, its mod revision and its parked body,
+// read in one round trip.
+func (s *Store) GetWithPayload(ctx context.Context, id string) (_ *record.Record, _ int64, _ []byte, err error) {
+	defer s.timed("get", time.Now(), &err)
+	if !ValidID(id) {
+		return nil, 0, nil, ErrNotFound
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.requestKey(id)), clientv3.OpGet(s.payloadKey(id))).Commit()
+	if err != nil {
+		return nil, 0, nil, unavailable(err)
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil, 0, nil, ErrNotFound
+	}
+	rec, err := decode(kvs[0].Value)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	body := []byte{}
+	if p := resp.Responses[1].GetResponseRange().Kvs; len(p) > 0 {
+		body = p[0].Value
+	}
+	return rec, kvs[0].ModRevision, body, nil
+}
+
 // Payload returns the parked body of a request.
 func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
 	ctx, cancel := s.ctx(ctx)
@@ -52,20 +81,22 @@ func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
 
 // update writes rec if its stored mod revision is still rev, with audit
 // events for the history events after the first seen, releasing the
-// resource claim and the pending index when rec is terminal. On a lost race
-// it returns a *conflictError with the current record.
-func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen int, clientIP string) (_ int64, err error) {
+// resource claim and the pending index when rec is terminal; reads are
+// answered in the same transaction. It returns the revision written and
+// the answers to reads. On a lost race it returns a *conflictError with
+// the current record.
+func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen int, clientIP string, reads []clientv3.Op) (_ int64, _ []*etcdserverpb.ResponseOp, err error) {
 	defer s.timed("update", time.Now(), &err)
 	val, err := json.Marshal(rec)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	key := s.requestKey(rec.ID)
 	ops := []clientv3.Op{clientv3.OpPut(key, string(val))}
 	if seen < len(rec.History) {
 		audit, err := s.auditOps(rec, rec.History[seen:], clientIP)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		ops = append(ops, audit...)
 	}
@@ -78,28 +109,29 @@ func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen 
 				[]clientv3.Cmp{clientv3.Compare(clientv3.Value(claim), "=", rec.ID)},
 				[]clientv3.Op{clientv3.OpDelete(claim)}, nil))
 	}
+	writes := len(ops)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-		Then(ops...).
+		Then(append(ops, reads...)...).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, nil, unavailable(err)
 	}
 	if !resp.Succeeded {
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
-			return 0, ErrNotFound
+			return 0, nil, ErrNotFound
 		}
 		cur, err := decode(kvs[0].Value)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		return 0, &conflictError{rec: cur, rev: kvs[0].ModRevision}
+		return 0, nil, &conflictError{rec: cur, rev: kvs[0].ModRevision}
 	}
-	return resp.Header.Revision, nil
+	return resp.Header.Revision, resp.Responses[writes:], nil
 }
 
 // maxAttempts bounds the retries of a contended write.
@@ -112,30 +144,98 @@ const maxAttempts = 20
 // read, and nothing is written. A fn that leaves the record unchanged
 // writes nothing.
 func (s *Store) Mutate(ctx context.Context, id, clientIP string, fn func(*record.Record) error) (*record.Record, error) {
-	rec, rev, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	rec, _, _, err := s.mutate(ctx, id, nil, 0, clientIP, fn, nil)
+	return rec, err
+}
+
+// MutateFrom is Mutate starting from rec as stored at mod revision rev
+// (what this gateway wrote last) instead of reading it: one round trip
+// when nothing changed it since. It returns the revision written.
+func (s *Store) MutateFrom(ctx context.Context, rec *record.Record, rev int64, clientIP string, fn func(*record.Record) error) (*record.Record, int64, error) {
+	rec, rev, _, err := s.mutate(ctx, rec.ID, rec, rev, clientIP, fn, nil)
+	return rec, rev, err
+}
+
+// Claimed is what a claim read with its write: the request's parked body
+// and its sealed replay credentials (nil without), and the revision
+// written, from which the outcome is written by MutateFrom.
+type Claimed struct {
+	Rev    int64
+	Body   []byte
+	Sealed []byte
+}
+
+// Claim is Mutate for a claim (fn must change the record): the body and
+// the sealed credentials are read in the claim's own transaction. When
+// this gateway's view holds the approved request (Open), the claim is
+// written without a read: one round trip.
+func (s *Store) Claim(ctx context.Context, id, clientIP string, fn func(*record.Record) error) (*record.Record, Claimed, error) {
+	var rec *record.Record
+	var rev int64
+	if raw, r, ok := s.open.stored(id); ok {
+		if cached, err := decode(raw); err == nil {
+			rec, rev = cached, r
+		}
+	}
+	reads := []clientv3.Op{clientv3.OpGet(s.payloadKey(id)), clientv3.OpGet(s.sealedKey(id))}
+	rec, rev, resps, err := s.mutate(ctx, id, rec, rev, clientIP, fn, reads)
+	if err != nil || resps == nil {
+		if err == nil {
+			err = errors.New("the claim changed nothing")
+		}
+		return rec, Claimed{}, err
+	}
+	c := Claimed{Rev: rev, Body: []byte{}}
+	if kvs := resps[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		c.Body = kvs[0].Value
+	}
+	if kvs := resps[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		c.Sealed = kvs[0].Value
+	}
+	return rec, c, nil
+}
+
+// mutate applies fn to rec as stored at rev (read first when rec is nil)
+// and writes it, retrying on lost races; reads are answered with the
+// write. A record taken from this gateway's view may be stale: when fn
+// refuses it, the record is read afresh and fn tried again, so no refusal
+// rests on a stale view.
+func (s *Store) mutate(ctx context.Context, id string, rec *record.Record, rev int64, clientIP string, fn func(*record.Record) error, reads []clientv3.Op) (*record.Record, int64, []*etcdserverpb.ResponseOp, error) {
+	known := rec != nil
+	if !known {
+		var err error
+		if rec, rev, err = s.Get(ctx, id); err != nil {
+			return nil, 0, nil, err
+		}
 	}
 	for range maxAttempts {
 		seen := len(rec.History)
 		if err := fn(rec); err != nil {
-			return rec, err
+			if !known {
+				return rec, rev, nil, err
+			}
+			// Refused on what this gateway last knew: ask the store.
+			known = false
+			if rec, rev, err = s.Get(ctx, id); err != nil {
+				return nil, 0, nil, err
+			}
+			continue
 		}
 		if len(rec.History) == seen {
-			return rec, nil
+			return rec, rev, nil, nil
 		}
-		_, err := s.update(ctx, rec, rev, seen, clientIP)
+		newRev, resps, err := s.update(ctx, rec, rev, seen, clientIP, reads)
 		var c *conflictError
 		if errors.As(err, &c) {
-			rec, rev = c.rec, c.rev
+			rec, rev, known = c.rec, c.rev, false
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, nil, err
 		}
-		return rec, nil
+		return rec, newRev, resps, nil
 	}
-	return nil, unavailable(fmt.Errorf("request %s: too much contention", id))
+	return nil, 0, nil, unavailable(fmt.Errorf("request %s: too much contention", id))
 }
 
 func decode(b []byte) (*record.Record, error) {
@@ -144,4 +244,32 @@ func decode(b []byte) (*record.Record, error) {
 		return nil, fmt.Errorf("decoding stored request: %w", err)
 	}
 	return &rec, nil
+}
+
+// ReadClaimed reads, in one round trip, what the replay of a request
+// claimed by another write needs: the record as stored, with its mod
+// revision, the parked body and the sealed credentials.
+func (s *Store) ReadClaimed(ctx context.Context, id string) (*record.Record, Claimed, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.requestKey(id)), clientv3.OpGet(s.payloadKey(id)), clientv3.OpGet(s.sealedKey(id))).Commit()
+	if err != nil {
+		return nil, Claimed{}, unavailable(err)
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return nil, Claimed{}, ErrNotFound
+	}
+	rec, err := decode(kvs[0].Value)
+	if err != nil {
+		return nil, Claimed{}, err
+	}
+	c := Claimed{Rev: kvs[0].ModRevision, Body: []byte{}}
+	if p := resp.Responses[1].GetResponseRange().Kvs; len(p) > 0 {
+		c.Body = p[0].Value
+	}
+	if p := resp.Responses[2].GetResponseRange().Kvs; len(p) > 0 {
+		c.Sealed = p[0].Value
+	}
+	return rec, c, nil
 }

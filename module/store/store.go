@@ -58,6 +58,7 @@ type Store struct {
 	log     *zap.Logger
 	roles   sync.Map        // role name → *atomic.Bool: whether this gateway holds it
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
+	open    *OpenRequests   // this gateway's view of the open requests (Open)
 }
 
 // New returns a Store using cli, which the caller keeps and closes.
@@ -81,7 +82,9 @@ func New(cli *clientv3.Client, opts Options) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Store{cli: cli, prefix: p, timeout: t, observe: observe, exact: opts.CaseSensitiveSubjects, log: log}, nil
+	s := &Store{cli: cli, prefix: p, timeout: t, observe: observe, exact: opts.CaseSensitiveSubjects, log: log}
+	s.open = newOpenRequests(s)
+	return s, nil
 }
 
 // ValidatePrefix checks a key prefix: it starts and ends with "/" and has no

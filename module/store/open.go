@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/record"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Open requests: one watch per gateway on the requests keeps a compact copy
+// of every open request (needs_approval, approved, completing). It serves
+// the console's live pages and "waiting for you" count, the sweeper's
+// search for what is due, and claims without a read, so that etcd sees one
+// watch from a gateway however many pages are open, and none of these
+// reads grows with the store.
+
+// OpenRequests is this gateway's view of the open requests. It lags the
+// store by the watch's delay: every write made from it is still fenced on
+// the stored mod revision, so a stale view costs a retry, never a wrong
+// write.
+type OpenRequests struct {
+	s       *Store
+	ready   atomic.Bool
+	running atomic.Bool
+
+	mu   sync.RWMutex
+	recs map[string]*openEntry
+	subs map[chan *record.Record]struct{}
+}
+
+// openEntry is one open request: a compact copy (what parties, quorum and
+// due times need; no operation, no history but reminders), its mod
+// revision, and, while it is approved, the stored record itself, so that
+// the requester's claim needs no read.
+type openEntry struct {
+	rec *record.Record
+	rev int64
+	raw []byte
+}
+
+func newOpenRequests(s *Store) *OpenRequests {
+	return &OpenRequests{s: s, recs: map[string]*openEntry{}, subs: map[chan *record.Record]struct{}{}}
+}
+
+// Open returns the store's view of the open requests; Run keeps it.
+func (s *Store) Open() *OpenRequests { return s.open }
+
+// Ready reports whether the view has been read from the store and is
+// followed.
+func (o *OpenRequests) Ready() bool { return o.ready.Load() }
+
+// Run reads the open requests and follows their changes with one watch,
+// until ctx ends. When the watch breaks (store down, compaction) changes
+// may have been missed: the view is read again.
+func (o *OpenRequests) Run(ctx context.Context) {
+	if !o.running.CompareAndSwap(false, true) {
+		return // one watch per store: it is followed already
+	}
+	defer o.running.Store(false)
+	for ctx.Err() == nil {
+		rev, err := o.prime(ctx)
+		if err != nil {
+			o.ready.Store(false)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		o.ready.Store(true)
+		fctx, cancel := context.WithCancel(ctx)
+		o.s.follow(fctx, o.s.prefix+"requests/", rev, o.apply, func() {
+			o.ready.Store(false)
+			cancel() // read the view again before following
+		})
+		cancel()
+	}
+	o.ready.Store(false)
+}
+
+// prime reads every open request at one revision, which it returns.
+func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
+	prefix := o.s.prefix + "pending/"
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	recs := map[string]*openEntry{}
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(sweepBatch)}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		cctx, cancel := o.s.ctx(ctx)
+		resp, err := o.s.cli.Get(cctx, from, opts...)
+		if err != nil {
+			cancel()
+			return 0, unavailable(err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		gets := make([]clientv3.Op, len(resp.Kvs))
+		for i, kv := range resp.Kvs {
+			k := string(kv.Key)
+			gets[i] = clientv3.OpGet(o.s.requestKey(k[strings.LastIndexByte(k, '/')+1:]), clientv3.WithRev(rev))
+		}
+		rs, err := o.s.readAll(cctx, gets)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rs {
+			if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
+				if e := newOpenEntry(kvs[0].Value, kvs[0].ModRevision); e != nil {
+					recs[e.rec.ID] = e
+				}
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	o.mu.Lock()
+	o.recs = recs
+	o.mu.Unlock()
+	return rev, nil
+}
+
+// newOpenEntry is the entry of a stored record, nil when it is not open
+// (or not a record).
+func newOpenEntry(raw []byte, rev int64) *openEntry {
+	rec, err := decode(raw)
+	if err != nil || rec.Status.Terminal() {
+		return nil
+	}
+	e := &openEntry{rec: compact(rec), rev: rev}
+	if rec.Status == record.Approved {
+		e.raw = raw
+	}
+	return e
+}
+
+// compact keeps of rec what parties, quorum and due times need.
+func compact(rec *record.Record) *record.Record {
+	c := &record.Record{ID: rec.ID, Status: rec.Status, Requester: rec.Requester, Policy: rec.Policy, Resource: rec.Resource,
+		Approvers: rec.Approvers, ExpiresAt: rec.ExpiresAt, ClaimedAt: rec.ClaimedAt, UpdatedAt: rec.UpdatedAt}
+	for _, e := range rec.History {
+		if e.Action == "reminder" {
+			c.History = append(c.History, e)
+		}
+	}
+	return c
+}
+
+// apply takes a batch of watched changes into the view and passes each
+// changed record to the subscribers.
+func (o *OpenRequests) apply(evs []*clientv3.Event) {
+	var changed []*record.Record
+	o.mu.Lock()
+	for _, ev := range evs {
+		id := string(ev.Kv.Key[len(o.s.prefix)+len("requests/"):])
+		if ev.Type == clientv3.EventTypeDelete {
+			delete(o.recs, id)
+			continue
+		}
+		rec, err := decode(ev.Kv.Value)
+		if err != nil {
+			continue
+		}
+		changed = append(changed, rec)
+		if old, ok := o.recs[id]; ok && old.rev >= ev.Kv.ModRevision {
+			continue
+		}
+		if e := newOpenEntry(ev.Kv.Value, ev.Kv.ModRevision); e != nil {
+			o.recs[id] = e
+		} else {
+			delete(o.recs, id)
+		}
+	}
+	subs := make([]chan *record.Record, 0, len(o.subs))
+	for ch := range o.subs {
+		subs = append(subs, ch)
+	}
+	o.mu.Unlock()
+	for _, rec := range changed {
+		for _, ch := range subs {
+			select {
+			case ch <- rec:
+			default: // a slow reader misses it; its page reloads anyway
+			}
+		}
+	}
+}
+
+// Subscribe returns a channel that receives every request changed from now
+// on (its buffer is buf; a reader that falls behind misses changes), and
+// the function that ends the subscription.
+func (o *OpenRequests) Subscribe(buf int) (<-chan *record.Record, func()) {
+	ch := make(chan *record.Record, buf)
+	o.mu.Lock()
+	o.subs[ch] = struct{}{}
+	o.mu.Unlock()
+	return ch, func() {
+		o.mu.Lock()
+		delete(o.subs, ch)
+		o.mu.Unlock()
+	}
+}
+
+// Subscribers is the number of subscriptions.
+func (o *OpenRequests) Subscribers() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return len(o.subs)
+}
+
+// Each calls fn with the compact copy of every open request (which fn
+// must not change) until fn returns false.
+func (o *OpenRequests) Each(fn func(*record.Record) bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	for _, e := range o.recs {
+		if !fn(e.rec) {
+			return
+		}
+	}
+}
+
+// stored returns the stored record id and its mod revision when the view
+// holds it (approved requests), so that a claim can be written without a
+// read.
+func (o *OpenRequests) stored(id string) ([]byte, int64, bool) {
+	if !o.ready.Load() {
+		return nil, 0, false
+	}
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	e, ok := o.recs[id]
+	if !ok || e.raw == nil {
+		return nil, 0, false
+	}
+	return e.raw, e.rev, true
+}
