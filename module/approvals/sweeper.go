@@ -22,7 +22,7 @@ type SweepStats struct {
 func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	var st SweepStats
 	now := s.clock()
-	err := s.store.EachPending(ctx, func(rec *record.Record) error {
+	err := s.eachPending(ctx, now, func(rec *record.Record) error {
 		if rec.Due(now, s.ClaimTimeout) == "" {
 			return s.remind(ctx, rec, now, &st)
 		}
@@ -69,10 +69,49 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	return st, err
 }
 
+// eachPending calls fn with the open requests that have something due at
+// now: an expiry, a claim timeout or a reminder. From the gateway's view
+// of the open requests it reads nothing: fn's fenced write reads only
+// what is due. Without the view (not read yet) it reads every pending
+// request from the store.
+func (s *Service) eachPending(ctx context.Context, now time.Time, fn func(*record.Record) error) error {
+	open := s.store.Open()
+	if !open.Ready() {
+		return s.store.EachPending(ctx, fn)
+	}
+	var due []*record.Record
+	open.Each(func(rec *record.Record) bool {
+		if rec.Due(now, s.ClaimTimeout) != "" || s.reminderDue(rec, now) {
+			due = append(due, rec)
+		}
+		return true
+	})
+	for _, rec := range due {
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reminderDue reports whether rec is inside the reminder lead time and
+// not yet reminded in its status.
+func (s *Service) reminderDue(rec *record.Record, now time.Time) bool {
+	if s.ReminderLead < 0 || rec.Status == record.Completing || now.Before(rec.ExpiresAt.Add(-s.ReminderLead)) {
+		return false
+	}
+	for _, e := range rec.History {
+		if e.Action == "reminder" && e.From == rec.Status {
+			return false
+		}
+	}
+	return true
+}
+
 // remind raises the expiring event of a request inside the reminder lead
 // time, once per status.
 func (s *Service) remind(ctx context.Context, rec *record.Record, now time.Time, st *SweepStats) error {
-	if s.ReminderLead < 0 || rec.Status == record.Completing || now.Before(rec.ExpiresAt.Add(-s.ReminderLead)) {
+	if !s.reminderDue(rec, now) {
 		return nil
 	}
 	reminded := false

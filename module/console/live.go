@@ -1,13 +1,10 @@
 package console
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/approval-gateway/gateway/module/record"
 )
 
 // live streams a server-sent event whenever a request the user may see
@@ -25,17 +22,12 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, v *visit) {
 	}
 	me := c.flow.Principal(who)
 	admin := c.flow.IsAdmin(who)
-	changed := make(chan *record.Record, 64)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	go c.store.WatchRequests(ctx, func(rec *record.Record) {
-		if rec.IsParty(me, admin) {
-			select {
-			case changed <- rec:
-			default: // the page reloads anyway
-			}
-		}
-	})
+	// Every page shares the gateway's one watch of the requests; a page
+	// that falls behind misses changes (it reloads anyway), so each costs
+	// a bounded buffer.
+	changed, stop := c.store.Open().Subscribe(16)
+	defer stop()
+	ctx := r.Context()
 	ping := time.NewTicker(20 * time.Second)
 	defer ping.Stop()
 	for {
@@ -43,6 +35,9 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, v *visit) {
 		case <-ctx.Done():
 			return
 		case rec := <-changed:
+			if !rec.IsParty(me, admin) {
+				continue
+			}
 			b, _ := json.Marshal(map[string]string{"id": rec.ID, "status": string(rec.Status)})
 			_, _ = fmt.Fprintf(w, "event: request\ndata: %s\n\n", b)
 		case <-ping.C:
