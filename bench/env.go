@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -119,8 +120,17 @@ func (e *env) caddy(name, caddyfile, ready string) (*proc, error) {
 	if err := os.WriteFile(file, []byte(caddyfile), 0o644); err != nil {
 		return nil, err
 	}
-	return start(e.work, name, ready, []string{"BENCH_SECRET=" + secret, "XDG_DATA_HOME=" + e.work, "XDG_CONFIG_HOME=" + e.work},
+	p, err := start(e.work, name, ready, []string{"BENCH_SECRET=" + secret, "XDG_DATA_HOME=" + e.work, "XDG_CONFIG_HOME=" + e.work},
 		e.bin, "run", "--config", file, "--adapter", "caddyfile")
+	if err == nil && strings.HasSuffix(ready, "/.approvals/healthz") {
+		// A gateway answers 503 until its store answers and its runtime
+		// policies are loaded: wait for that, or the first calls fail.
+		if err = healthy(ready, 60*time.Second); err != nil {
+			p.stop()
+			return nil, fmt.Errorf("%s: %w; see %s", name, err, p.log)
+		}
+	}
+	return p, err
 }
 
 func (e *env) stop() {

@@ -58,6 +58,25 @@ func start(dir, name, url string, env []string, args ...string) (*proc, error) {
 	}
 }
 
+// healthy waits until url answers 200, for at most d.
+func healthy(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s answers %s", url, resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not healthy in %s: %w", d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // stop ends the process (SIGTERM, then SIGKILL after 10 s).
 func (p *proc) stop() {
 	if p == nil || p.cmd.Process == nil {

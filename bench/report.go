@@ -177,12 +177,13 @@ func (r results) markdown() string {
 		}
 		b.WriteString("\n")
 	}
-	m := r.Memory
-	fmt.Fprintf(&b, "\nMemory (store: %s): with %v pending requests, the RSS of the gateway that parked them was %v MiB; "+
-		"a fresh gateway serving that store (10 s of list pages and reads while the sweeper went over every pending request each second) %v MiB; "+
-		"the first page of all requests through the API took %v ms (median; "+
-		"with the sweeper reading every pending request each second on the same two cores, so not the list page's own cost: "+
-		"that is the store's microbenchmark, see results-micro.md).\n", m.Store, m.Pending, mib(m.AfterParking), mib(m.Serving), m.ListP50)
+	if m := r.Memory; len(m.Pending) > 0 {
+		fmt.Fprintf(&b, "\nMemory (store: %s): with %v pending requests, the RSS of the gateway that parked them was %v MiB; "+
+			"a fresh gateway serving that store (10 s of list pages and reads while the sweeper went over every pending request each second) %v MiB; "+
+			"the first page of all requests through the API took %v ms (median; "+
+			"with the sweeper reading every pending request each second on the same two cores, so not the list page's own cost: "+
+			"that is the store's microbenchmark, see results-micro.md).\n", m.Store, m.Pending, mib(m.AfterParking), mib(m.Serving), m.ListP50)
+	}
 	b.WriteString("\n## Against the previous run\n\n")
 	b.WriteString(r.Previous.markdown())
 	return b.String()

@@ -184,7 +184,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	h.stop, h.done = stop, new(sync.WaitGroup)
 	h.run(runCtx, h.svc.RunPolicyWatch)
-	h.run(runCtx, h.svc.RunOpenView)
+	h.run(runCtx, h.svc.RunWatches)
 	h.run(runCtx, h.svc.RunSweeper)
 	h.run(runCtx, notifier.Run)
 	if h.WatchPolicies == nil || *h.WatchPolicies {

@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
@@ -71,12 +72,13 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 
 // eachPending calls fn with the open requests that have something due at
 // now: an expiry, a claim timeout or a reminder. From the gateway's view
-// of the open requests it reads nothing: fn's fenced write reads only
-// what is due. Without the view (not read yet) it reads every pending
+// of the open requests (once it reflects every write made before the
+// sweep) it reads nothing: fn's fenced write reads only what is due.
+// Without the view (not read yet, or lagging) it reads every pending
 // request from the store.
 func (s *Service) eachPending(ctx context.Context, now time.Time, fn func(*record.Record) error) error {
 	open := s.store.Open()
-	if !open.Ready() {
+	if !open.CaughtUp(ctx, 2*time.Second) {
 		return s.store.EachPending(ctx, fn)
 	}
 	var due []*record.Record
@@ -132,10 +134,16 @@ func (s *Service) RunPolicyWatch(ctx context.Context) {
 	s.watchRuntime(ctx)
 }
 
-// RunOpenView keeps this gateway's view of the open requests (one watch,
-// store.OpenRequests) until ctx ends: claims, live pages and the
-// sweeper's search for what is due are served from it.
-func (s *Service) RunOpenView(ctx context.Context) { s.store.Open().Run(ctx) }
+// RunWatches keeps this gateway's two watches until ctx ends: its view of
+// the open requests (store.OpenRequests: claims, live pages and the
+// sweeper's search for what is due are served from it) and its audit feed
+// (store.AuditFeed: every event stream is served from it).
+func (s *Service) RunWatches(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.store.Open().Run(ctx) })
+	s.store.Feed().Run(ctx)
+	wg.Wait()
+}
 
 // sweeperRole is the name of the sweeper's election.
 const sweeperRole = "sweeper"

@@ -13,6 +13,7 @@ import (
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -216,4 +217,52 @@ func TestExpiryWithoutSweeper(t *testing.T) {
 	}
 	// The resource is free again.
 	h.Park(alice, "DELETE", "/apps/1", "")
+}
+
+// etcdRanges is the number of reads the in-process etcd has served (its
+// own counter).
+func etcdRanges(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_mvcc_range_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("etcd's range counter is not registered")
+	return 0
+}
+
+// A sweep reads only what is due: with nothing due, its etcd reads are the
+// same for 3 pending requests as for 60 (it finds what is due in the
+// gateway's view of the open requests); once they are due, it expires
+// every one.
+func TestSweepReadsOnlyWhatIsDue(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	park := func(from, to int) {
+		for i := from; i < to; i++ {
+			h.Park(h.Token(fmt.Sprint("requester-", i%6)), "DELETE", fmt.Sprint("/apps/", i), "")
+		}
+	}
+	sweepReads := func() float64 {
+		before := etcdRanges(t)
+		if st, err := h.Svc.Sweep(context.Background()); err != nil || st != (approvals.SweepStats{}) {
+			t.Fatalf("sweep %+v %v", st, err)
+		}
+		return etcdRanges(t) - before
+	}
+	park(0, 3)
+	few := sweepReads()
+	park(3, 60)
+	if many := sweepReads(); many != few {
+		t.Fatalf("a sweep with nothing due read %v times with 60 pending, %v with 3: it grows with the store", many, few)
+	}
+	h.Clock.Add(31 * 24 * time.Hour)
+	st, err := h.Svc.Sweep(context.Background())
+	if err != nil || st.Expired != 60 {
+		t.Fatalf("sweep once due: %+v %v", st, err)
+	}
 }

@@ -26,6 +26,7 @@ type OpenRequests struct {
 	s       *Store
 	ready   atomic.Bool
 	running atomic.Bool
+	applied atomic.Int64 // the store revision the view reflects
 
 	mu   sync.RWMutex
 	recs map[string]*openEntry
@@ -72,6 +73,7 @@ func (o *OpenRequests) Run(ctx context.Context) {
 			}
 			continue
 		}
+		o.applied.Store(rev)
 		o.ready.Store(true)
 		fctx, cancel := context.WithCancel(ctx)
 		o.s.follow(fctx, o.s.prefix+"requests/", rev, o.apply, func() {
@@ -159,7 +161,8 @@ func compact(rec *record.Record) *record.Record {
 
 // apply takes a batch of watched changes into the view and passes each
 // changed record to the subscribers.
-func (o *OpenRequests) apply(evs []*clientv3.Event) {
+func (o *OpenRequests) apply(rev int64, evs []*clientv3.Event) {
+	defer o.applied.Store(rev)
 	var changed []*record.Record
 	o.mu.Lock()
 	for _, ev := range evs {
@@ -195,6 +198,33 @@ func (o *OpenRequests) apply(evs []*clientv3.Event) {
 			}
 		}
 	}
+}
+
+// CaughtUp reports whether the view reflects every write made before the
+// call, waiting up to wait for its watch to catch up: a reader that must
+// not miss a write just made (the sweeper) asks it first.
+func (o *OpenRequests) CaughtUp(ctx context.Context, wait time.Duration) bool {
+	if !o.ready.Load() {
+		return false
+	}
+	rev, err := o.s.Revision(ctx)
+	if err != nil {
+		return false
+	}
+	deadline := time.Now().Add(wait)
+	for o.applied.Load() < rev {
+		if !o.ready.Load() || time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		// The watch tells its revision when asked, events or not.
+		_ = o.s.cli.RequestProgress(ctx)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // Subscribe returns a channel that receives every request changed from now

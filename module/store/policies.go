@@ -133,7 +133,7 @@ func (s *Store) ApplyPolicy(ctx context.Context, doc PolicyDoc) (PolicyDoc, erro
 // until ctx ends; after a broken watch it calls fn too, so the caller
 // re-reads the whole set.
 func (s *Store) WatchPolicies(ctx context.Context, rev int64, fn func()) {
-	s.follow(ctx, s.prefix+"policies/", rev, func(evs []*clientv3.Event) {
+	s.follow(ctx, s.prefix+"policies/", rev, func(_ int64, evs []*clientv3.Event) {
 		if len(evs) > 0 {
 			fn()
 		}

@@ -59,6 +59,7 @@ type Store struct {
 	roles   sync.Map        // role name → *atomic.Bool: whether this gateway holds it
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 	open    *OpenRequests   // this gateway's view of the open requests (Open)
+	audit   *AuditFeed      // this gateway's watch of the audit log (Feed)
 }
 
 // New returns a Store using cli, which the caller keeps and closes.
@@ -83,7 +84,7 @@ func New(cli *clientv3.Client, opts Options) (*Store, error) {
 		log = zap.NewNop()
 	}
 	s := &Store{cli: cli, prefix: p, timeout: t, observe: observe, exact: opts.CaseSensitiveSubjects, log: log}
-	s.open = newOpenRequests(s)
+	s.open, s.audit = newOpenRequests(s), newAuditFeed(s)
 	return s, nil
 }
 

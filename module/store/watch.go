@@ -37,27 +37,14 @@ func (s *Store) SharedSecret(ctx context.Context, name string) ([]byte, error) {
 	return resp.Responses[0].GetResponseRange().Kvs[0].Value, nil
 }
 
-// WatchRequests calls fn with every request written from now on, until
-// ctx ends.
-func (s *Store) WatchRequests(ctx context.Context, fn func(*record.Record)) {
-	s.follow(ctx, s.prefix+"requests/", 0, func(evs []*clientv3.Event) {
-		for _, ev := range evs {
-			if ev.Type != clientv3.EventTypePut {
-				continue
-			}
-			if rec, err := decode(ev.Kv.Value); err == nil {
-				fn(rec)
-			}
-		}
-	}, func() {})
-}
-
 // follow watches the keys under prefix after revision rev (0: from now)
-// until ctx ends, passing each batch of events to fn. A broken watch (lost
+// until ctx ends, passing each batch of events to fn with the revision
+// the store had when it was sent (progress notifications, with no
+// events, too). A broken watch (lost
 // leader, store down, compaction) is resumed after a pause from the last
 // revision seen; resumed is called then, since events may have been missed
 // (always so after compaction, when it goes on from now).
-func (s *Store) follow(ctx context.Context, prefix string, rev int64, fn func([]*clientv3.Event), resumed func()) {
+func (s *Store) follow(ctx context.Context, prefix string, rev int64, fn func(int64, []*clientv3.Event), resumed func()) {
 	for ctx.Err() == nil {
 		opts := []clientv3.OpOption{clientv3.WithPrefix()}
 		if rev > 0 {
@@ -81,7 +68,7 @@ func (s *Store) follow(ctx context.Context, prefix string, rev int64, fn func([]
 					break watch
 				}
 				rev = resp.Header.Revision
-				fn(resp.Events)
+				fn(rev, resp.Events)
 			}
 		}
 		cancel()
@@ -128,10 +115,22 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// WatchAudit calls fn with every audit event after the cursor, in order,
-// until ctx ends (nil), fn fails (its error), the store is unreachable, or
-// the history was compacted (ErrCompacted).
+// WatchAudit calls fn with every audit event after the cursor after,
+// in order, until ctx ends or fn fails (its error is returned). It is
+// served from the gateway's audit feed (one watch for every stream) while
+// the feed holds every event after after; otherwise, and for a stream
+// that falls too far behind, from a watch of its own. When the events
+// asked for were compacted away it returns ErrCompacted.
 func (s *Store) WatchAudit(ctx context.Context, after AuditCursor, fn func(AuditCursor, record.AuditEvent) error) error {
+	after, done, err := s.audit.fromFeed(ctx, after, fn)
+	if done || ctx.Err() != nil {
+		return err
+	}
+	return s.watchAuditAlone(ctx, after, fn)
+}
+
+// watchAuditAlone is WatchAudit with a watch of its own.
+func (s *Store) watchAuditAlone(ctx context.Context, after AuditCursor, fn func(AuditCursor, record.AuditEvent) error) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wc := s.cli.Watch(wctx, s.prefix+"audit/", clientv3.WithPrefix(), clientv3.WithRev(after.Rev))

@@ -138,7 +138,7 @@ func start(t *testing.T, o Options) *approvals.Service {
 		t.Fatal(err)
 	}
 	testkit.Run(t, svc.RunPolicyWatch)
-	testkit.Run(t, svc.RunOpenView)
+	testkit.Run(t, svc.RunWatches)
 	testkit.WaitFor(t, svc.Ready)
 	return svc
 }
