@@ -25,10 +25,25 @@ const (
 	feedBuffer = 64
 )
 
-// auditItem is one audit event with its cursor.
+// auditItem is one audit event with its cursor: as stored, and decoded
+// once a stream needs it.
 type auditItem struct {
 	cur AuditCursor
-	e   record.AuditEvent
+	raw []byte
+	e   *record.AuditEvent
+}
+
+// decoded decodes it if it is not yet (under the feed's lock); false
+// when it is not an event.
+func (it *auditItem) decoded() bool {
+	if it.e == nil {
+		var e record.AuditEvent
+		if json.Unmarshal(it.raw, &e) != nil {
+			return false
+		}
+		it.e, it.raw = &e, nil
+	}
+	return true
 }
 
 // AuditFeed is the gateway's shared watch of the audit log.
@@ -40,12 +55,12 @@ type AuditFeed struct {
 	// the feed; recent holds the kept ones (after covered), in order.
 	following bool
 	covered   AuditCursor
-	recent    []auditItem
-	subs      map[chan auditItem]struct{}
+	recent    []*auditItem
+	subs      map[chan *auditItem]struct{}
 }
 
 func newAuditFeed(s *Store) *AuditFeed {
-	return &AuditFeed{s: s, subs: map[chan auditItem]struct{}{}}
+	return &AuditFeed{s: s, subs: map[chan *auditItem]struct{}{}}
 }
 
 // Feed returns the store's audit feed; Run keeps it.
@@ -124,8 +139,8 @@ func (f *AuditFeed) apply(_ int64, evs []*clientv3.Event) {
 		} else {
 			idx++
 		}
-		it := auditItem{cur: AuditCursor{Rev: rev, Index: idx}}
-		if err := json.Unmarshal(ev.Kv.Value, &it.e); err != nil {
+		it := &auditItem{cur: AuditCursor{Rev: rev, Index: idx}, raw: ev.Kv.Value}
+		if len(f.subs) > 0 && !it.decoded() {
 			continue
 		}
 		if len(f.recent) == feedKeep {
@@ -148,23 +163,23 @@ func (f *AuditFeed) apply(_ int64, evs []*clientv3.Event) {
 // subscribe returns the kept events after after and a channel of the
 // events to come, when the feed has every event after after; ok is false
 // otherwise.
-func (f *AuditFeed) subscribe(after AuditCursor) (kept []auditItem, ch chan auditItem, ok bool) {
+func (f *AuditFeed) subscribe(after AuditCursor) (kept []*auditItem, ch chan *auditItem, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.following || after.before(f.covered) {
 		return nil, nil, false
 	}
 	for _, it := range f.recent {
-		if after.before(it.cur) {
+		if after.before(it.cur) && it.decoded() {
 			kept = append(kept, it)
 		}
 	}
-	ch = make(chan auditItem, feedBuffer)
+	ch = make(chan *auditItem, feedBuffer)
 	f.subs[ch] = struct{}{}
 	return kept, ch, true
 }
 
-func (f *AuditFeed) unsubscribe(ch chan auditItem) {
+func (f *AuditFeed) unsubscribe(ch chan *auditItem) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.subs[ch]; ok {
@@ -191,7 +206,7 @@ func (f *AuditFeed) fromFeed(ctx context.Context, after AuditCursor, fn func(Aud
 		if ctx.Err() != nil {
 			return after, true, nil
 		}
-		if err := fn(it.cur, it.e); err != nil {
+		if err := fn(it.cur, *it.e); err != nil {
 			return after, true, err
 		}
 		after = it.cur
@@ -207,7 +222,7 @@ func (f *AuditFeed) fromFeed(ctx context.Context, after AuditCursor, fn func(Aud
 			if !after.before(it.cur) {
 				continue
 			}
-			if err := fn(it.cur, it.e); err != nil {
+			if err := fn(it.cur, *it.e); err != nil {
 				return after, true, err
 			}
 			after = it.cur

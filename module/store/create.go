@@ -46,9 +46,9 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	ops := []clientv3.Op{
 		clientv3.OpPut(claim, rec.ID),
 		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
-		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
 		clientv3.OpPut(pending+rec.ID, ""),
 	}
+	ops = append(ops, s.payloadOps(rec.ID, body)...)
 	for _, k := range s.indexKeys(rec) {
 		ops = append(ops, clientv3.OpPut(k, ""))
 	}
@@ -118,6 +118,15 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	return unavailable(errors.New("too much contention creating a request"))
 }
 
+// payloadOps store a request's body; a request without one has no payload
+// key (readers take a missing one as empty).
+func (s *Store) payloadOps(id string, body []byte) []clientv3.Op {
+	if len(body) == 0 {
+		return nil
+	}
+	return []clientv3.Op{clientv3.OpPut(s.payloadKey(id), string(body))}
+}
+
 // errFenced: a create's fence on the pending count failed.
 var errFenced = errors.New("pending requests changed")
 
@@ -171,10 +180,7 @@ func (s *Store) CreateBypassed(ctx context.Context, rec *record.Record, body []b
 	if err != nil {
 		return err
 	}
-	ops := []clientv3.Op{
-		clientv3.OpPut(s.requestKey(rec.ID), string(val)),
-		clientv3.OpPut(s.payloadKey(rec.ID), string(body)),
-	}
+	ops := append([]clientv3.Op{clientv3.OpPut(s.requestKey(rec.ID), string(val))}, s.payloadOps(rec.ID, body)...)
 	for _, k := range s.indexKeys(rec) {
 		ops = append(ops, clientv3.OpPut(k, ""))
 	}

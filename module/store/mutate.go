@@ -65,20 +65,6 @@ func (s *Store) GetWithPayload(ctx context.Context, id string) (_ *record.Record
 	return rec, kvs[0].ModRevision, body, nil
 }
 
-// Payload returns the parked body of a request.
-func (s *Store) Payload(ctx context.Context, id string) ([]byte, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.payloadKey(id))
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, ErrNotFound
-	}
-	return resp.Kvs[0].Value, nil
-}
-
 // update writes rec if its stored mod revision is still rev, with audit
 // events for the history events after the first seen, releasing the
 // resource claim and the pending index when rec is terminal; reads are

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,7 +118,7 @@ func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 		}
 		for _, r := range rs {
 			if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
-				if e := newOpenEntry(kvs[0].Value, kvs[0].ModRevision); e != nil {
+				if e, _ := newOpenEntry(kvs[0].Value, kvs[0].ModRevision); e != nil {
 					recs[e.rec.ID] = e
 				}
 			}
@@ -133,30 +134,58 @@ func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-// newOpenEntry is the entry of a stored record, nil when it is not open
-// (or not a record).
-func newOpenEntry(raw []byte, rev int64) *openEntry {
-	rec, err := decode(raw)
-	if err != nil || rec.Status.Terminal() {
-		return nil
+// newOpenEntry is the entry of a stored record and its compact copy; the
+// entry is nil when the record is not open.
+func newOpenEntry(raw []byte, rev int64) (*openEntry, *record.Record) {
+	rec, err := decodeCompact(raw)
+	if err != nil {
+		return nil, nil
 	}
-	e := &openEntry{rec: compact(rec), rev: rev}
+	if rec.Status.Terminal() {
+		return nil, rec
+	}
+	e := &openEntry{rec: rec, rev: rev}
 	if rec.Status == record.Approved {
 		e.raw = raw
 	}
-	return e
+	return e, rec
 }
 
-// compact keeps of rec what parties, quorum and due times need.
-func compact(rec *record.Record) *record.Record {
-	c := &record.Record{ID: rec.ID, Status: rec.Status, Requester: rec.Requester, Policy: rec.Policy, Resource: rec.Resource,
-		Approvers: rec.Approvers, ExpiresAt: rec.ExpiresAt, ClaimedAt: rec.ClaimedAt, UpdatedAt: rec.UpdatedAt}
-	for _, e := range rec.History {
+// openFields are the fields of a stored record the view keeps: decoding
+// only them skips the operation, the result and the notes.
+type openFields struct {
+	ID        string               `json:"id"`
+	Status    record.Status        `json:"status"`
+	Requester record.Principal     `json:"requester"`
+	Policy    string               `json:"policy"`
+	Resource  string               `json:"resource"`
+	Approvers []record.Requirement `json:"approvers"`
+	UpdatedAt time.Time            `json:"updated_at"`
+	ExpiresAt time.Time            `json:"expires_at"`
+	ClaimedAt *time.Time           `json:"claimed_at,omitempty"`
+	History   []struct {
+		Action string        `json:"action"`
+		At     time.Time     `json:"at"`
+		From   record.Status `json:"from,omitempty"`
+		To     record.Status `json:"to"`
+	} `json:"history"`
+}
+
+// decodeCompact reads of a stored record what parties, quorum and due
+// times need (history: reminders only).
+func decodeCompact(raw []byte) (*record.Record, error) {
+	var f openFields
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, err
+	}
+	c := &record.Record{ID: f.ID, Status: f.Status, Requester: f.Requester, Policy: f.Policy, Resource: f.Resource,
+		Approvers: f.Approvers, ExpiresAt: f.ExpiresAt, ClaimedAt: f.ClaimedAt, UpdatedAt: f.UpdatedAt}
+	for _, e := range f.History {
 		if e.Action == "reminder" {
-			c.History = append(c.History, e)
+			c.History = append(c.History, record.Event{Action: e.Action, At: e.At, From: e.From, To: e.To, Actor: record.SystemActor})
 		}
 	}
-	return c
+	return c, nil
 }
 
 // apply takes a batch of watched changes into the view and passes each
@@ -171,15 +200,15 @@ func (o *OpenRequests) apply(rev int64, evs []*clientv3.Event) {
 			delete(o.recs, id)
 			continue
 		}
-		rec, err := decode(ev.Kv.Value)
-		if err != nil {
+		e, rec := newOpenEntry(ev.Kv.Value, ev.Kv.ModRevision)
+		if rec == nil {
 			continue
 		}
 		changed = append(changed, rec)
 		if old, ok := o.recs[id]; ok && old.rev >= ev.Kv.ModRevision {
 			continue
 		}
-		if e := newOpenEntry(ev.Kv.Value, ev.Kv.ModRevision); e != nil {
+		if e != nil {
 			o.recs[id] = e
 		} else {
 			delete(o.recs, id)
@@ -228,8 +257,9 @@ func (o *OpenRequests) CaughtUp(ctx context.Context, wait time.Duration) bool {
 }
 
 // Subscribe returns a channel that receives every request changed from now
-// on (its buffer is buf; a reader that falls behind misses changes), and
-// the function that ends the subscription.
+// on, as a compact copy (as Each gives; its buffer is buf; a reader that
+// falls behind misses changes), and the function that ends the
+// subscription.
 func (o *OpenRequests) Subscribe(buf int) (<-chan *record.Record, func()) {
 	ch := make(chan *record.Record, buf)
 	o.mu.Lock()

@@ -98,7 +98,7 @@ func TestClaimFromAStaleViewIsFenced(t *testing.T) {
 	// Put the view back to what it saw before the cancel, as a watch that
 	// has not delivered yet would leave it.
 	a.Open().mu.Lock()
-	a.Open().recs[r.ID] = newOpenEntry(raw, rev)
+	a.Open().recs[r.ID], _ = newOpenEntry(raw, rev)
 	a.Open().mu.Unlock()
 	rec, _, err := a.Claim(ctx, r.ID, "", func(rec *record.Record) error { return rec.Claim(alice, time.Now()) })
 	var rerr *record.Error

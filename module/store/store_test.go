@@ -53,9 +53,21 @@ func TestCreateGetAndPayload(t *testing.T) {
 	if err != nil || rev == 0 || got.ID != r.ID || got.Requester.Subject != "alice" {
 		t.Fatalf("%+v %d %v", got, rev, err)
 	}
-	body, err := s.Payload(ctx, r.ID)
+	_, _, body, err := s.GetWithPayload(ctx, r.ID)
 	if err != nil || string(body) != `{"a":1}` {
 		t.Fatalf("payload %q %v", body, err)
+	}
+	// A call without a body (a DELETE) writes no payload key: one key
+	// fewer per park.
+	empty := newRecord("alice", "apps/2")
+	if err := s.Create(ctx, empty, nil, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s.cli.Get(ctx, s.payloadKey(empty.ID)); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("payload key of a bodiless park: %v %v", resp, err)
+	}
+	if _, _, body, err := s.GetWithPayload(ctx, empty.ID); err != nil || body == nil || len(body) != 0 {
+		t.Fatalf("payload of a bodiless park %q %v", body, err)
 	}
 	if _, _, err := s.Get(ctx, uuid.Must(uuid.NewV7()).String()); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing id: %v", err)
