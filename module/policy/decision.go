@@ -2,8 +2,11 @@ package policy
 
 import (
 	"errors"
+
 	"fmt"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // The actions a decision may take.
@@ -41,28 +44,37 @@ type Decision struct {
 // failClosed is the decision used when the policy gives no usable decision.
 var failClosed = Decision{Action: Deny, Policy: "", Reason: "the access policy gave no valid decision"}
 
-// parseDecision reads a decision under the contract; every deviation is an
-// error.
-func parseDecision(v any) (Decision, error) {
-	m, ok := v.(map[string]any)
+// decisionKeys are the decision's member names, built once.
+var decisionKeys = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"action", "policy", "resource", "reason", "complete", "expires_in", "dry_run", "break_glass", "approvers", "group", "required"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+// parseDecision reads a decision, as the policy's Rego value, under the
+// contract; every deviation is an error.
+func parseDecision(v ast.Value) (Decision, error) {
+	m, ok := v.(ast.Object)
 	if !ok {
-		return Decision{}, fmt.Errorf("decision is a %T, not an object", v)
+		return Decision{}, fmt.Errorf("decision is %s, not an object", ast.ValueName(v))
 	}
 	var d Decision
 	var err error
 	str := func(key string, required bool) string {
-		raw, present := m[key]
-		if !present {
+		raw := m.Get(decisionKeys[key])
+		if raw == nil {
 			if required && err == nil {
 				err = fmt.Errorf("decision has no %q", key)
 			}
 			return ""
 		}
-		s, ok := raw.(string)
+		s, ok := raw.Value.(ast.String)
 		if !ok && err == nil {
-			err = fmt.Errorf("decision %q is a %T, not a string", key, raw)
+			err = fmt.Errorf("decision %q is %s, not a string", key, ast.ValueName(raw.Value))
 		}
-		return s
+		return string(s)
 	}
 	d.Action = str("action", true)
 	d.Policy = str("policy", false)
@@ -74,12 +86,12 @@ func parseDecision(v any) (Decision, error) {
 		return Decision{}, err
 	}
 	for key, dst := range map[string]*bool{"dry_run": &d.DryRun, "break_glass": &d.BreakGlass} {
-		if raw, ok := m[key]; ok {
-			b, isBool := raw.(bool)
+		if raw := m.Get(decisionKeys[key]); raw != nil {
+			b, isBool := raw.Value.(ast.Boolean)
 			if !isBool {
-				return Decision{}, fmt.Errorf("decision %q is a %T, not a boolean", key, raw)
+				return Decision{}, fmt.Errorf("decision %q is %s, not a boolean", key, ast.ValueName(raw.Value))
 			}
-			*dst = b
+			*dst = bool(b)
 		}
 	}
 	switch d.Action {
@@ -102,24 +114,46 @@ func parseDecision(v any) (Decision, error) {
 			return Decision{}, fmt.Errorf("decision expires_in %q is not a positive duration", expires)
 		}
 	}
-	list, ok := m["approvers"].([]any)
-	if !ok || len(list) == 0 {
+	var list *ast.Array
+	if t := m.Get(decisionKeys["approvers"]); t != nil {
+		list, _ = t.Value.(*ast.Array)
+	}
+	if list == nil || list.Len() == 0 {
 		return Decision{}, errors.New("a require_approval decision needs a non-empty approvers list")
 	}
-	for i, e := range list {
-		em, ok := e.(map[string]any)
+	for i := range list.Len() {
+		em, ok := list.Elem(i).Value.(ast.Object)
 		if !ok {
 			return Decision{}, fmt.Errorf("approvers[%d] is not an object", i)
 		}
-		g, ok := em["group"].(string)
-		if !ok || g == "" {
+		var g ast.String
+		if t := em.Get(decisionKeys["group"]); t != nil {
+			g, _ = t.Value.(ast.String)
+		}
+		if g == "" {
 			return Decision{}, fmt.Errorf("approvers[%d].group is not a non-empty string", i)
 		}
-		n, nerr := numberToInt(em["required"])
+		n, nerr := wholeNumber(em.Get(decisionKeys["required"]))
 		if nerr != nil || n < 1 {
 			return Decision{}, fmt.Errorf("approvers[%d].required is not a whole number of at least 1", i)
 		}
-		d.Approvers = append(d.Approvers, Requirement{Group: g, Required: n})
+		d.Approvers = append(d.Approvers, Requirement{Group: string(g), Required: n})
 	}
 	return d, nil
+}
+
+// wholeNumber reads a whole number from a Rego term.
+func wholeNumber(t *ast.Term) (int, error) {
+	if t == nil {
+		return 0, errors.New("missing")
+	}
+	n, ok := t.Value.(ast.Number)
+	if !ok {
+		return 0, fmt.Errorf("%s, not a number", ast.ValueName(t.Value))
+	}
+	i, ok := n.Int()
+	if !ok {
+		return 0, errors.New("not a whole number")
+	}
+	return i, nil
 }

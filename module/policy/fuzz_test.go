@@ -2,8 +2,11 @@ package policy
 
 import (
 	"encoding/json"
+
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // FuzzParseDecision feeds arbitrary JSON documents to the decision parser:
@@ -25,7 +28,11 @@ func FuzzParseDecision(f *testing.F) {
 		if dec.Decode(&v) != nil {
 			return
 		}
-		d, err := parseDecision(v)
+		av, err := ast.InterfaceToValue(v)
+		if err != nil {
+			return
+		}
+		d, err := parseDecision(av)
 		if err != nil {
 			return
 		}

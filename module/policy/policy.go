@@ -5,8 +5,6 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown/print"
@@ -216,7 +215,7 @@ func (p *Policy) DecideCall(ctx context.Context, c Call, who Caller, now time.Ti
 }
 
 func (p *Policy) decide(ctx context.Context, input ast.Value) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalMetrics(noMetrics), rego.EvalGenerateJSON(asTerm))
 	if err != nil {
 		return failClosed, fmt.Errorf("evaluating %s: %w", p.Query, err)
 	}
@@ -226,12 +225,23 @@ func (p *Policy) decide(ctx context.Context, input ast.Value) (Decision, error) 
 	if len(rs) > 1 || len(rs[0].Expressions) > 1 {
 		return failClosed, fmt.Errorf("%s has %d results, want one", p.Query, len(rs))
 	}
-	d, err := parseDecision(rs[0].Expressions[0].Value)
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return failClosed, fmt.Errorf("%s: the result is a %T", p.Query, rs[0].Expressions[0].Value)
+	}
+	d, err := parseDecision(t.Value)
 	if err != nil {
 		return failClosed, fmt.Errorf("%s: %w", p.Query, err)
 	}
 	return d, nil
 }
+
+// The decision is read as the Rego value it is (asTerm: no conversion to
+// Go values), and evaluation keeps no metrics: the hot path allocates for
+// neither.
+var noMetrics = metrics.NoOp()
+
+func asTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 // printHook sends Rego print() output to the log.
 type printHook struct{ logger *zap.Logger }
@@ -243,24 +253,4 @@ func (h printHook) Print(pctx print.Context, msg string) error {
 	}
 	h.logger.Info("rego print", zap.String("location", loc), zap.String("message", msg))
 	return nil
-}
-
-// numberToInt reads a whole number from a decoded Rego value.
-func numberToInt(v any) (int, error) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := n.Int64()
-		if err != nil {
-			return 0, errors.New("not a whole number")
-		}
-		return int(i), nil
-	case int:
-		return n, nil
-	case float64:
-		if n != float64(int(n)) {
-			return 0, errors.New("not a whole number")
-		}
-		return int(n), nil
-	}
-	return 0, fmt.Errorf("a %T, not a number", v)
 }
