@@ -152,7 +152,6 @@ func (h *Handler) annotate(ctx caddy.Context) func(*http.Request, string, string
 		events, _ = app.(*caddyevents.App)
 	}
 	return func(r *http.Request, name, policy string, rec *record.Record) {
-		data := map[string]any{"policy": policy}
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			repl.Set("http.approval.policy", policy)
 			if rec != nil {
@@ -162,12 +161,16 @@ func (h *Handler) annotate(ctx caddy.Context) func(*http.Request, string, string
 				}
 			}
 		}
+		// An event nobody subscribed to is not built (a decision is
+		// emitted on every judged call).
+		if events == nil || !events.ShouldEmit(name) {
+			return
+		}
+		data := map[string]any{"policy": policy}
 		if rec != nil {
 			data["id"], data["status"], data["resource"] = rec.ID, string(rec.Status), rec.Resource
 		}
-		if events != nil {
-			events.Emit(ctx, name, data)
-		}
+		events.Emit(ctx, name, data)
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 // Judging a call: reading it as the backend will (package inspect),
 // asking the policy, and letting it through, refusing it or parking it.
 
+// decided are the records an allow or a deny is annotated with (read only).
+var decided = map[string]*record.Record{policy.Allow: {Status: record.Status(policy.Allow)}, policy.Deny: {Status: record.Status(policy.Deny)}}
+
 // hasBody reports whether a request carries a body.
 func hasBody(r *http.Request) bool {
 	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
@@ -84,7 +87,7 @@ func (s *Service) judge(w http.ResponseWriter, r *http.Request, m inspect.Method
 	}
 	s.metrics.Decision(d.Action, d.Policy)
 	if d.Action != policy.RequireApproval {
-		s.annotate(r, "approval_decided", d.Policy, &record.Record{Status: record.Status(d.Action)})
+		s.annotate(r, "approval_decided", d.Policy, decided[d.Action])
 	}
 	s.log.Info("decision", zap.String("action", d.Action), zap.String("policy", d.Policy),
 		zap.String("subject", who.Subject), zap.String("method", m.Effective), zap.String("path", tgt.Path),
