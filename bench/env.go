@@ -171,7 +171,8 @@ func etcdStore(endpoint, prefix string) string {
 
 // startEtcd runs a one-member etcd as a process of its own (the embed
 // package in test/fault/etcdmember, built next to the gateway) and
-// returns it with its client URL.
+// returns it with its client URL. The embed package serves etcd's
+// Prometheus metrics on the client URL too (client URL + "/metrics").
 func startEtcd(work, name string) (*proc, string, error) {
 	client, peer := fmt.Sprintf("http://127.0.0.1:%d", freePort()), fmt.Sprintf("http://127.0.0.1:%d", freePort())
 	p, err := start(work, name, client+"/health", nil, filepath.Join(work, "etcdmember"),
@@ -184,6 +185,7 @@ func startEtcd(work, name string) (*proc, string, error) {
 type extra struct {
 	url, admin string
 	gw, etcd   *proc
+	endpoint   string           // the etcd's client URL, when it is external
 	cli        *clientv3.Client // of the etcd, when it is external
 }
 
@@ -212,16 +214,18 @@ func (e *env) bodyGateway() (*extra, error) {
 
 // externalGateway starts an etcd as a process of its own and a gateway
 // with the shipped library on it (for C against an external etcd, so the
-// etcd's work and garbage are not in the gateway's process).
-func (e *env) externalGateway() (*extra, error) {
-	etcd, endpoint, err := startEtcd(e.work, "etcd-ext")
+// etcd's work and garbage are not in the gateway's process; for S, whose
+// etcd's /metrics count the gateway's watches). name tells the processes,
+// logs and data directories of one scenario from another's.
+func (e *env) externalGateway(name string) (*extra, error) {
+	etcd, endpoint, err := startEtcd(e.work, "etcd-"+name)
 	if err != nil {
 		return nil, err
 	}
-	x := &extra{etcd: etcd}
+	x := &extra{etcd: etcd, endpoint: endpoint}
 	policies, err := filepath.Abs("policies")
 	if err == nil {
-		x.gw, x.url, x.admin, err = e.gatewayOn("gateway-ext", etcdStore(endpoint, ""), policies)
+		x.gw, x.url, x.admin, err = e.gatewayOn("gateway-"+name, etcdStore(endpoint, ""), policies)
 	}
 	if err == nil {
 		x.cli, err = clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})

@@ -46,7 +46,7 @@ func main() {
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the gateway at full load (pprof)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the working directory (logs, data)")
 	flag.StringVar(&c.readme, "readme", "README.md", "README whose load benchmark table to replace (\"\" for none)")
-	flag.StringVar(&c.only, "only", "ABbPCEDM", "the scenarios to run (b: B′, P: B″ (PATCH, policy reads the body), E: C on an external etcd, M: memory)")
+	flag.StringVar(&c.only, "only", "ABbPCEDSM", "the scenarios to run (b: B′, P: B″ (PATCH, policy reads the body), E: C on an external etcd, S: 1,000 event streams on one gateway, M: memory)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if _, err := os.Stat("policies/approval.rego"); err != nil {
@@ -110,6 +110,14 @@ func benchmark(c config) error {
 		}
 		log.Print(sc.line())
 		res.Scenarios = append(res.Scenarios, sc)
+	}
+	if strings.Contains(c.only, "S") {
+		st, err := scenarioS(setup)
+		if err != nil {
+			return err
+		}
+		log.Print(st.line())
+		res.Streams = st
 	}
 	setup.stop()
 	if strings.Contains(c.only, "M") {

@@ -106,6 +106,13 @@ func (p *proc) rss() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for %s", p.name)
 }
 
+// fds returns the number of files the process has open (sockets among
+// them).
+func (p *proc) fds() (int, error) {
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	return len(es), err
+}
+
 // freePort returns a loopback port nobody listens on.
 func freePort() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

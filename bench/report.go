@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
@@ -22,6 +23,8 @@ type results struct {
 	Workers   uint64       `json:"workers"`
 	Scenarios []scenario   `json:"scenarios"`
 	Memory    memoryResult `json:"memory"`
+	// Streams is scenario S, when it ran.
+	Streams *streamsResult `json:"streams,omitempty"`
 	// Previous is this run's ratios next to those of the results.json it
 	// replaced.
 	Previous *against `json:"against_previous,omitempty"`
@@ -136,6 +139,15 @@ func (r results) table() string {
 			s.Name, s.What, s.Max.Gateway.Throughput, s.Baseline, s.Max.Baseline.Throughput, s.Max.Ratio, s.Rate,
 			p50, p99, strings.Join(ts, "; "))
 	}
+	if st := r.Streams; st != nil {
+		var ts []string
+		for _, t := range st.Targets {
+			ts = append(ts, fmt.Sprintf("%s %s, want %s: %s", t.What, strconv.FormatFloat(t.Value, 'f', -1, 64), t.Want, yes(t.Met)))
+		}
+		fmt.Fprintf(&b, "| S: %s event streams on one gateway (external etcd) | RSS +%.1f MiB (%.1f KiB/stream); etcd watchers %d | without streams: RSS %.1f MiB; etcd watchers %d | — | one event to all | delivery p50 %.1f ms | delivery max %.1f ms; received by %s | %s |\n",
+			thousands(st.Streams), mb(st.RSSWith-st.RSSBefore), st.KiBPerStream, st.WatchersWith, mb(st.RSSBefore), st.WatchersBefore,
+			st.DeliveryP50, st.DeliveryMax, thousands(st.Received), strings.Join(ts, "; "))
+	}
 	m := r.Memory
 	for _, t := range m.Targets {
 		fmt.Fprintf(&b, "| memory: %s | | | %.3f | | | | want %s: %s |\n", t.What, t.Value, t.Want, yes(t.Met))
@@ -183,6 +195,9 @@ func (r results) markdown() string {
 			"the first page of all requests through the API took %v ms (median; "+
 			"with the sweeper reading every pending request each second on the same two cores, so not the list page's own cost: "+
 			"that is the store's microbenchmark, see results-micro.md).\n", m.Store, m.Pending, mib(m.AfterParking), mib(m.Serving), m.ListP50)
+	}
+	if r.Streams != nil {
+		b.WriteString("\n" + r.Streams.paragraph())
 	}
 	b.WriteString("\n## Against the previous run\n\n")
 	b.WriteString(r.Previous.markdown())

@@ -258,7 +258,7 @@ func scenarioC(e *env, c config) (scenario, error) {
 // scenarioCExt is C on an etcd of its own process: the gateway's heap
 // holds no etcd, so etcd's work and garbage collection are apart from it.
 func scenarioCExt(e *env, c config) (scenario, error) {
-	x, err := e.externalGateway()
+	x, err := e.externalGateway("ext")
 	if err != nil {
 		return scenario{}, err
 	}
