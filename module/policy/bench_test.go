@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,7 +73,16 @@ func BenchmarkLibrary(b *testing.B) {
 		{"park", call("POST", "/devices/9/wipe", `{"reason":"stolen"}`), alice, RequireApproval},
 		{"deny", call("DELETE", "/devices", ""), alice, Deny},
 	}
-	for _, pol := range []struct{ name, dir string }{{"library", "../../policies"}, {"one-rule", "../../bench/policies"}} {
+	pols := []struct{ name, dir string }{{"library", "../../policies"}, {"one-rule", "../../bench/policies"}}
+	// Other versions of the library, to set before and after side by side
+	// in one run: BENCH_POLICY_DIRS=/tmp/before/policies (a git archive of
+	// an older commit's policies/).
+	for _, dir := range strings.Split(os.Getenv("BENCH_POLICY_DIRS"), ",") {
+		if dir != "" {
+			pols = append(pols, struct{ name, dir string }{dir, dir})
+		}
+	}
+	for _, pol := range pols {
 		p, err := Load(ctx, pol.dir, "", nil)
 		if err != nil {
 			b.Fatal(err)
