@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
+	"github.com/approval-gateway/gateway/module/store"
 	"go.uber.org/zap"
 )
 
@@ -82,8 +83,12 @@ func (s *Service) eachPending(ctx context.Context, now time.Time, fn func(*recor
 		return s.store.EachPending(ctx, fn)
 	}
 	var due []*record.Record
-	open.Each(func(rec *record.Record) bool {
-		if rec.Due(now, s.ClaimTimeout) != "" || s.reminderDue(rec, now) {
+	lead := max(0, s.ReminderLead)
+	open.Each(func(r *store.OpenRequest) bool {
+		if r.Status != record.Completing && now.Before(r.ExpiresAt.Add(-lead)) {
+			return true // nothing due before the reminder lead
+		}
+		if rec := r.Record(); rec.Due(now, s.ClaimTimeout) != "" || s.reminderDue(rec, now) {
 			due = append(due, rec)
 		}
 		return true

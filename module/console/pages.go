@@ -24,13 +24,7 @@ func (c *Console) waiting(r *http.Request, who *identity.Identity) int {
 	}
 	me, n := c.flow.Principal(who), 0
 	if open := c.store.Open(); open.Ready() {
-		open.Each(func(rec *record.Record) bool {
-			if rec.Status == record.NeedsApproval && rec.Can(record.ActionApprove, me) == nil {
-				n++
-			}
-			return true
-		})
-		return n
+		return open.Waiting(me.Subject, me.Groups)
 	}
 	recs, _, err := c.flow.List(r, who, url.Values{"view": {"received"}, "status": {string(record.NeedsApproval)}}, 100)
 	if err != nil {

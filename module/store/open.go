@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,20 +33,66 @@ type OpenRequests struct {
 	mu   sync.RWMutex
 	recs map[string]*openEntry
 	subs map[chan *record.Record]struct{}
+
+	namesMu sync.Mutex
+	names   map[string]string // subjects and groups, shared between entries
 }
 
-// openEntry is one open request: a compact copy (what parties, quorum and
-// due times need; no operation, no history but reminders), its mod
+// openEntry is one open request: what the view keeps of it, its mod
 // revision, and, while it is approved, the stored record itself, so that
 // the requester's claim needs no read.
 type openEntry struct {
-	rec *record.Record
+	OpenRequest
 	rev int64
 	raw []byte
 }
 
+// OpenRequest is what the view keeps of an open request: enough for who
+// may approve it and for when something is due, in a few words of memory
+// (subjects as compared, names shared between requests).
+type OpenRequest struct {
+	ID     string
+	Status record.Status
+	// Requester and ApprovedBy are subject keys (record.SubjectKey).
+	Requester  string
+	Groups     []string // the required groups
+	ApprovedBy []string
+	ExpiresAt  time.Time
+	ClaimedAt  time.Time // zero unless completing
+	// Reminded is the status the expiry reminder was raised in, if any.
+	Reminded record.Status
+}
+
+// Approvable reports whether the subject (key me, groups) may approve the
+// request now, as record.Record.Can(ActionApprove) would answer.
+func (r *OpenRequest) Approvable(me string, groups []string) bool {
+	if r.Status != record.NeedsApproval || r.Requester == me || slices.Contains(r.ApprovedBy, me) {
+		return false
+	}
+	for _, g := range r.Groups {
+		if slices.Contains(groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// Record is a record with what the view keeps, for the lifecycle's rules
+// (Due, reminders).
+func (r *OpenRequest) Record() *record.Record {
+	rec := &record.Record{ID: r.ID, Status: r.Status, Requester: record.Principal{Subject: r.Requester}, ExpiresAt: r.ExpiresAt}
+	if !r.ClaimedAt.IsZero() {
+		t := r.ClaimedAt
+		rec.ClaimedAt = &t
+	}
+	if r.Reminded != "" {
+		rec.History = []record.Event{{Action: "reminder", Actor: record.SystemActor, From: r.Reminded, To: r.Reminded}}
+	}
+	return rec
+}
+
 func newOpenRequests(s *Store) *OpenRequests {
-	return &OpenRequests{s: s, recs: map[string]*openEntry{}, subs: map[chan *record.Record]struct{}{}}
+	return &OpenRequests{s: s, recs: map[string]*openEntry{}, subs: map[chan *record.Record]struct{}{}, names: map[string]string{}}
 }
 
 // Open returns the store's view of the open requests; Run keeps it.
@@ -92,6 +139,9 @@ func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	recs := map[string]*openEntry{}
 	var rev int64
+	o.namesMu.Lock()
+	o.names = map[string]string{}
+	o.namesMu.Unlock()
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(sweepBatch)}
 		if rev > 0 {
@@ -118,8 +168,8 @@ func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 		}
 		for _, r := range rs {
 			if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
-				if e, _ := newOpenEntry(kvs[0].Value, kvs[0].ModRevision); e != nil {
-					recs[e.rec.ID] = e
+				if e, _ := o.newOpenEntry(kvs[0].Value, kvs[0].ModRevision); e != nil {
+					recs[e.ID] = e
 				}
 			}
 		}
@@ -134,9 +184,10 @@ func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-// newOpenEntry is the entry of a stored record and its compact copy; the
-// entry is nil when the record is not open.
-func newOpenEntry(raw []byte, rev int64) (*openEntry, *record.Record) {
+// newOpenEntry is the entry of a stored record (nil when it is not open)
+// and the record's compact copy for subscribers (nil when it is not a
+// record).
+func (o *OpenRequests) newOpenEntry(raw []byte, rev int64) (*openEntry, *record.Record) {
 	rec, err := decodeCompact(raw)
 	if err != nil {
 		return nil, nil
@@ -144,14 +195,55 @@ func newOpenEntry(raw []byte, rev int64) (*openEntry, *record.Record) {
 	if rec.Status.Terminal() {
 		return nil, rec
 	}
-	e := &openEntry{rec: rec, rev: rev}
+	e := &openEntry{rev: rev, OpenRequest: OpenRequest{ID: rec.ID, Status: status(rec.Status),
+		Requester: o.s.subjectKey(rec.Requester.Subject), ExpiresAt: rec.ExpiresAt}}
+	for _, q := range rec.Approvers {
+		if !slices.Contains(e.Groups, q.Group) {
+			e.Groups = append(e.Groups, o.intern(q.Group))
+		}
+		for _, a := range q.Approvals {
+			e.ApprovedBy = append(e.ApprovedBy, o.intern(o.s.subjectKey(a.Subject)))
+		}
+	}
+	e.Requester = o.intern(e.Requester)
+	if rec.ClaimedAt != nil {
+		e.ClaimedAt = *rec.ClaimedAt
+	}
+	for _, h := range rec.History {
+		if h.Action == "reminder" && h.From == rec.Status {
+			e.Reminded = e.Status
+		}
+	}
 	if rec.Status == record.Approved {
 		e.raw = raw
 	}
 	return e, rec
 }
 
-// openFields are the fields of a stored record the view keeps: decoding
+// status is s as one of the lifecycle's constants, so that no entry keeps
+// a string of its own for it.
+func status(s record.Status) record.Status {
+	for _, c := range record.Statuses {
+		if c == s {
+			return c
+		}
+	}
+	return s
+}
+
+// intern returns s, shared with every entry that holds the same name.
+// Names are dropped with the view when it is read again.
+func (o *OpenRequests) intern(s string) string {
+	o.namesMu.Lock()
+	defer o.namesMu.Unlock()
+	if v, ok := o.names[s]; ok {
+		return v
+	}
+	o.names[s] = s
+	return s
+}
+
+// openFields are the fields of a stored record the view reads: decoding
 // only them skips the operation, the result and the notes.
 type openFields struct {
 	ID        string               `json:"id"`
@@ -200,7 +292,7 @@ func (o *OpenRequests) apply(rev int64, evs []*clientv3.Event) {
 			delete(o.recs, id)
 			continue
 		}
-		e, rec := newOpenEntry(ev.Kv.Value, ev.Kv.ModRevision)
+		e, rec := o.newOpenEntry(ev.Kv.Value, ev.Kv.ModRevision)
 		if rec == nil {
 			continue
 		}
@@ -279,16 +371,29 @@ func (o *OpenRequests) Subscribers() int {
 	return len(o.subs)
 }
 
-// Each calls fn with the compact copy of every open request (which fn
-// must not change) until fn returns false.
-func (o *OpenRequests) Each(fn func(*record.Record) bool) {
+// Each calls fn with every open request (which fn must not change) until
+// fn returns false.
+func (o *OpenRequests) Each(fn func(*OpenRequest) bool) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	for _, e := range o.recs {
-		if !fn(e.rec) {
+		if !fn(&e.OpenRequest) {
 			return
 		}
 	}
+}
+
+// Waiting counts the requests the subject (as in record.Principal) may
+// approve now.
+func (o *OpenRequests) Waiting(subject string, groups []string) int {
+	me, n := o.s.subjectKey(subject), 0
+	o.Each(func(r *OpenRequest) bool {
+		if r.Approvable(me, groups) {
+			n++
+		}
+		return true
+	})
+	return n
 }
 
 // stored returns the stored record id and its mod revision when the view

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestClaimFromAStaleViewIsFenced(t *testing.T) {
 	// Put the view back to what it saw before the cancel, as a watch that
 	// has not delivered yet would leave it.
 	a.Open().mu.Lock()
-	a.Open().recs[r.ID], _ = newOpenEntry(raw, rev)
+	a.Open().recs[r.ID], _ = a.Open().newOpenEntry(raw, rev)
 	a.Open().mu.Unlock()
 	rec, _, err := a.Claim(ctx, r.ID, "", func(rec *record.Record) error { return rec.Claim(alice, time.Now()) })
 	var rerr *record.Error
@@ -126,7 +127,7 @@ func TestOpenViewFollowsTheStore(t *testing.T) {
 	}
 	open := func() map[string]record.Status {
 		m := map[string]record.Status{}
-		a.Open().Each(func(r *record.Record) bool { m[r.ID] = r.Status; return true })
+		a.Open().Each(func(r *OpenRequest) bool { m[r.ID] = r.Status; return true })
 		return m
 	}
 	if got := open(); got[old.ID] != record.NeedsApproval || len(got) != 1 {
@@ -153,4 +154,38 @@ func TestOpenViewFollowsTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, func() bool { _, ok := open()[old.ID]; return !ok })
+}
+
+// What the view keeps of a request answers "may this person approve it?"
+// as the record itself does (record.Record.Can), for the console's count.
+func TestOpenRequestApprovableAgreesWithCan(t *testing.T) {
+	s := newStore(t)
+	bob := record.Principal{Subject: "bob", Groups: []string{"approvers"}}
+	fresh := newRecord("alice", "apps/1", "approvers", "security")
+	approved := newRecord("alice", "apps/2", "approvers", "security")
+	if err := approved.Approve(bob, record.ApproveInput{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	done := newRecord("alice", "apps/3")
+	if err := done.Approve(bob, record.ApproveInput{}, time.Now()); err != nil || done.Status != record.Approved {
+		t.Fatal(done.Status, err)
+	}
+	people := []record.Principal{
+		{Subject: "alice", Groups: []string{"approvers"}}, {Subject: "ALICE", Groups: []string{"approvers"}},
+		bob, {Subject: "Bob", Groups: []string{"approvers"}}, {Subject: "carol", Groups: []string{"security"}},
+		{Subject: "dave", Groups: []string{"ops"}}, {Subject: "erin", Groups: []string{"approvers", "security"}},
+	}
+	for _, rec := range []*record.Record{fresh, approved, done} {
+		raw, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := s.Open().newOpenEntry(raw, 1)
+		for _, p := range people {
+			want := rec.Can(record.ActionApprove, p) == nil
+			if got := e.Approvable(s.subjectKey(p.Subject), p.Groups); got != want {
+				t.Errorf("%s on %s (%s): view says %v, the record %v", p.Subject, rec.Resource, rec.Status, got, want)
+			}
+		}
+	}
 }
