@@ -337,8 +337,9 @@ func (o *OpenRequests) CaughtUp(ctx context.Context, wait time.Duration) bool {
 		if !o.ready.Load() || time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
-		// The watch tells its revision when asked, events or not.
-		_ = o.s.cli.RequestProgress(ctx)
+		// The watch tells its revision when asked, events or not: asked
+		// on its own stream, which its require-leader metadata names.
+		_ = o.s.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
 		select {
 		case <-ctx.Done():
 			return false

@@ -189,3 +189,21 @@ func TestOpenRequestApprovableAgreesWithCan(t *testing.T) {
 		}
 	}
 }
+
+// The view catches up with writes it does not follow: after a write under
+// another prefix, CaughtUp learns the store's revision from the watch's
+// progress notice instead of waiting for a request to change.
+func TestOpenViewCatchesUpWithOtherWrites(t *testing.T) {
+	_, srv := etcdkit.Start(t)
+	a, _ := countingStore(t, srv.Endpoint)
+	followed(t, a)
+	if err := a.Create(ctx, newRecord("alice", "apps/1"), nil, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cli.Put(ctx, a.prefix+"elsewhere", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Open().CaughtUp(ctx, 10*time.Second) {
+		t.Fatal("the view did not catch up with a write it does not follow")
+	}
+}
