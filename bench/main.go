@@ -39,8 +39,8 @@ func main() {
 	}
 	var c config
 	flag.StringVar(&c.out, "out", "bench", "directory for results.md and results.json")
-	flag.DurationVar(&c.duration, "duration", 5*time.Second, "length of each attack")
-	flag.IntVar(&c.rounds, "rounds", 3, "rounds per side, interleaved")
+	flag.DurationVar(&c.duration, "duration", 3*time.Second, "length of each attack")
+	flag.IntVar(&c.rounds, "rounds", 5, "rounds per side, interleaved (ratios are the median of the rounds' ratios)")
 	flag.Uint64Var(&c.workers, "workers", 32, "workers and connections when driving at full speed; a fixed rate uses at most twice as many")
 	flag.Float64Var(&c.share, "share", 0.5, "the fixed rate as a share of the maximum (above 1, to see a phase reported invalid)")
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the gateway at full load (pprof)")

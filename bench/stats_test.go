@@ -280,3 +280,20 @@ func TestValueSize(t *testing.T) {
 		t.Fatal("an empty id matched")
 	}
 }
+
+// The ratio of a comparison is the median of its rounds' ratios: one round
+// hit by a burst of load moves it little, where the ratio of the sums
+// moves with it.
+func TestRoundRatio(t *testing.T) {
+	g := []float64{800, 810, 400, 790, 805}     // round 3 hit on the gateway's side
+	b := []float64{1000, 1000, 1000, 1000, 990} // the baseline's rounds
+	if got := roundRatio(g, b); got != 0.8 {
+		t.Fatalf("median of the rounds' ratios %v, want 0.8", got)
+	}
+	if got := roundRatio(nil, b); got != 0 {
+		t.Fatalf("no rounds: %v", got)
+	}
+	if got := roundRatio([]float64{5}, []float64{0}); got != 0 {
+		t.Fatalf("a baseline round of 0: %v", got)
+	}
+}
