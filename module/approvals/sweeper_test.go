@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/record"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -219,23 +219,6 @@ func TestExpiryWithoutSweeper(t *testing.T) {
 	h.Park(alice, "DELETE", "/apps/1", "")
 }
 
-// etcdRanges is the number of reads the in-process etcd has served (its
-// own counter).
-func etcdRanges(t *testing.T) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "etcd_mvcc_range_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("etcd's range counter is not registered")
-	return 0
-}
-
 // A sweep reads only what is due: with nothing due, its etcd reads are the
 // same for 3 pending requests as for 60 (it finds what is due in the
 // gateway's view of the open requests); once they are due, it expires
@@ -248,11 +231,11 @@ func TestSweepReadsOnlyWhatIsDue(t *testing.T) {
 		}
 	}
 	sweepReads := func() float64 {
-		before := etcdRanges(t)
+		before := etcdkit.Metric(t, "etcd_mvcc_range_total")
 		if st, err := h.Svc.Sweep(context.Background()); err != nil || st != (approvals.SweepStats{}) {
 			t.Fatalf("sweep %+v %v", st, err)
 		}
-		return etcdRanges(t) - before
+		return etcdkit.Metric(t, "etcd_mvcc_range_total") - before
 	}
 	park(0, 3)
 	few := sweepReads()

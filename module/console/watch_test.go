@@ -7,31 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/console"
-	"github.com/prometheus/client_golang/prometheus"
 )
-
-// etcdCounter reads one of the in-process etcd's own metrics.
-func etcdCounter(t *testing.T, name string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("etcd's %s is not registered", name)
-	return 0
-}
 
 // The console's pages cost the store nothing that grows with it: the
 // "waiting for you" count comes from the gateway's view of the open
@@ -57,9 +37,9 @@ func TestConsolePagesShareTheGatewaysWatch(t *testing.T) {
 		t.Helper()
 		var reads float64
 		testkit.WaitFor(t, func() bool {
-			before := etcdCounter(t, "etcd_mvcc_range_total")
+			before := etcdkit.Metric(t, "etcd_mvcc_range_total")
 			a := h.Do("GET", "/.approvals/requests/"+first, bob, "")
-			reads = etcdCounter(t, "etcd_mvcc_range_total") - before
+			reads = etcdkit.Metric(t, "etcd_mvcc_range_total") - before
 			return a.Status == http.StatusOK && strings.Contains(a.Raw, fmt.Sprintf(`title="waiting for your approval">%d<`, want))
 		})
 		return reads
@@ -73,7 +53,7 @@ func TestConsolePagesShareTheGatewaysWatch(t *testing.T) {
 		t.Fatalf("a page read etcd %v times with 40 pending, %v with 3: the waiting count grows with the store", many, few)
 	}
 
-	watchers := etcdCounter(t, "etcd_debugging_mvcc_watcher_total")
+	watchers := etcdkit.Metric(t, "etcd_debugging_mvcc_watcher_total")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range 20 {
@@ -89,7 +69,7 @@ func TestConsolePagesShareTheGatewaysWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := etcdCounter(t, "etcd_debugging_mvcc_watcher_total"); n != watchers {
+	if n := etcdkit.Metric(t, "etcd_debugging_mvcc_watcher_total"); n != watchers {
 		t.Fatalf("20 live pages took etcd from %v watches to %v: each should share the gateway's one", watchers, n)
 	}
 }

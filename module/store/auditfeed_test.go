@@ -10,25 +10,7 @@ import (
 	"github.com/approval-gateway/gateway/internal/etcdkit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/approval-gateway/gateway/module/record"
-	"github.com/prometheus/client_golang/prometheus"
 )
-
-// watchers is the number of watches the in-process etcd serves (its own
-// gauge).
-func watchers(t *testing.T) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "etcd_debugging_mvcc_watcher_total" {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatal("etcd's watcher gauge is not registered")
-	return 0
-}
 
 // stream is one event stream read through WatchAudit.
 type stream struct {
@@ -64,9 +46,9 @@ func (st *stream) run(t *testing.T, s *Store, after AuditCursor) {
 func TestAuditFeedIsOneWatch(t *testing.T) {
 	_, srv := etcdkit.Start(t)
 	s, _ := countingStore(t, srv.Endpoint)
-	base := watchers(t)
+	base := etcdkit.Metric(t, "etcd_debugging_mvcc_watcher_total")
 	testkit.Run(t, s.Feed().Run)
-	testkit.WaitFor(t, func() bool { return watchers(t) == base+1 })
+	testkit.WaitFor(t, func() bool { return etcdkit.Metric(t, "etcd_debugging_mvcc_watcher_total") == base+1 })
 	rev, err := s.Revision(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +60,7 @@ func TestAuditFeedIsOneWatch(t *testing.T) {
 		streams[i].run(t, s, now)
 	}
 	testkit.WaitFor(t, func() bool { return s.Feed().Subscribers() == len(streams) })
-	if n := watchers(t); n != base+1 {
+	if n := etcdkit.Metric(t, "etcd_debugging_mvcc_watcher_total"); n != base+1 {
 		t.Fatalf("etcd serves %v watches for %d streams, want %v: one", n, len(streams), base+1)
 	}
 	for i := range 3 {
@@ -110,7 +92,7 @@ func TestAuditFeedIsOneWatch(t *testing.T) {
 	})
 	one.run(t, s, first)
 	testkit.WaitFor(t, func() bool { return fmt.Sprint(one.actions()) == fmt.Sprint([]string{"a1", "a2"}) })
-	if n := watchers(t); n != base+1 {
+	if n := etcdkit.Metric(t, "etcd_debugging_mvcc_watcher_total"); n != base+1 {
 		t.Fatalf("a resumed stream made etcd serve %v watches, want %v", n, base+1)
 	}
 
