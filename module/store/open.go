@@ -231,13 +231,21 @@ func status(s record.Status) record.Status {
 	return s
 }
 
+// maxNames bounds the names kept for sharing; past it sharing starts over
+// (entries keep the names they hold).
+const maxNames = 1 << 16
+
 // intern returns s, shared with every entry that holds the same name.
-// Names are dropped with the view when it is read again.
+// Names are dropped with the view when it is read again, or when there
+// are more than maxNames.
 func (o *OpenRequests) intern(s string) string {
 	o.namesMu.Lock()
 	defer o.namesMu.Unlock()
 	if v, ok := o.names[s]; ok {
 		return v
+	}
+	if len(o.names) >= maxNames {
+		o.names = map[string]string{}
 	}
 	o.names[s] = s
 	return s
