@@ -155,7 +155,7 @@ func (s *Service) finishReplay(r *http.Request, rec *record.Record, rev int64, r
 	defer cancel()
 	now := s.clock()
 	seen := 0
-	final, _, err := s.store.MutateFrom(ctx, rec, rev, s.clientIP(r), func(rec *record.Record) error {
+	final, err := s.store.MutateFrom(ctx, rec, rev, s.clientIP(r), func(rec *record.Record) error {
 		seen = len(rec.History)
 		if !answered {
 			if res.Error == "" {

@@ -41,12 +41,26 @@ func (s *Store) Get(ctx context.Context, id string) (_ *record.Record, _ int64, 
 // read in one round trip.
 func (s *Store) GetWithPayload(ctx context.Context, id string) (_ *record.Record, _ int64, _ []byte, err error) {
 	defer s.timed("get", time.Now(), &err)
+	rec, rev, vals, err := s.getWith(ctx, id, s.payloadKey(id))
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return rec, rev, orEmpty(vals[0]), nil
+}
+
+// getWith reads request id and, in the same round trip, the keys extra;
+// their values come back in order (nil when absent).
+func (s *Store) getWith(ctx context.Context, id string, extra ...string) (*record.Record, int64, [][]byte, error) {
 	if !ValidID(id) {
 		return nil, 0, nil, ErrNotFound
 	}
+	ops := []clientv3.Op{clientv3.OpGet(s.requestKey(id))}
+	for _, k := range extra {
+		ops = append(ops, clientv3.OpGet(k))
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.requestKey(id)), clientv3.OpGet(s.payloadKey(id))).Commit()
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, 0, nil, unavailable(err)
 	}
@@ -58,11 +72,27 @@ func (s *Store) GetWithPayload(ctx context.Context, id string) (_ *record.Record
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	body := []byte{}
-	if p := resp.Responses[1].GetResponseRange().Kvs; len(p) > 0 {
-		body = p[0].Value
+	vals := make([][]byte, len(extra))
+	for i, r := range resp.Responses[1:] {
+		vals[i] = value(r)
 	}
-	return rec, kvs[0].ModRevision, body, nil
+	return rec, kvs[0].ModRevision, vals, nil
+}
+
+// value is the value a read in a transaction found, nil when none.
+func value(r *etcdserverpb.ResponseOp) []byte {
+	if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
+		return kvs[0].Value
+	}
+	return nil
+}
+
+// orEmpty is b, or an empty body for a request stored without one.
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 // update writes rec if its stored mod revision is still rev, with audit
@@ -136,10 +166,10 @@ func (s *Store) Mutate(ctx context.Context, id, clientIP string, fn func(*record
 
 // MutateFrom is Mutate starting from rec as stored at mod revision rev
 // (what this gateway wrote last) instead of reading it: one round trip
-// when nothing changed it since. It returns the revision written.
-func (s *Store) MutateFrom(ctx context.Context, rec *record.Record, rev int64, clientIP string, fn func(*record.Record) error) (*record.Record, int64, error) {
-	rec, rev, _, err := s.mutate(ctx, rec.ID, rec, rev, clientIP, fn, nil)
-	return rec, rev, err
+// when nothing changed it since.
+func (s *Store) MutateFrom(ctx context.Context, rec *record.Record, rev int64, clientIP string, fn func(*record.Record) error) (*record.Record, error) {
+	rec, _, _, err := s.mutate(ctx, rec.ID, rec, rev, clientIP, fn, nil)
+	return rec, err
 }
 
 // Claimed is what a claim read with its write: the request's parked body
@@ -171,14 +201,7 @@ func (s *Store) Claim(ctx context.Context, id, clientIP string, fn func(*record.
 		}
 		return rec, Claimed{}, err
 	}
-	c := Claimed{Rev: rev, Body: []byte{}}
-	if kvs := resps[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		c.Body = kvs[0].Value
-	}
-	if kvs := resps[1].GetResponseRange().Kvs; len(kvs) > 0 {
-		c.Sealed = kvs[0].Value
-	}
-	return rec, c, nil
+	return rec, Claimed{Rev: rev, Body: orEmpty(value(resps[0])), Sealed: value(resps[1])}, nil
 }
 
 // mutate applies fn to rec as stored at rev (read first when rec is nil)
@@ -236,26 +259,9 @@ func decode(b []byte) (*record.Record, error) {
 // claimed by another write needs: the record as stored, with its mod
 // revision, the parked body and the sealed credentials.
 func (s *Store) ReadClaimed(ctx context.Context, id string) (*record.Record, Claimed, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.requestKey(id)), clientv3.OpGet(s.payloadKey(id)), clientv3.OpGet(s.sealedKey(id))).Commit()
-	if err != nil {
-		return nil, Claimed{}, unavailable(err)
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 0 {
-		return nil, Claimed{}, ErrNotFound
-	}
-	rec, err := decode(kvs[0].Value)
+	rec, rev, vals, err := s.getWith(ctx, id, s.payloadKey(id), s.sealedKey(id))
 	if err != nil {
 		return nil, Claimed{}, err
 	}
-	c := Claimed{Rev: kvs[0].ModRevision, Body: []byte{}}
-	if p := resp.Responses[1].GetResponseRange().Kvs; len(p) > 0 {
-		c.Body = p[0].Value
-	}
-	if p := resp.Responses[2].GetResponseRange().Kvs; len(p) > 0 {
-		c.Sealed = p[0].Value
-	}
-	return rec, c, nil
+	return rec, Claimed{Rev: rev, Body: orEmpty(vals[0]), Sealed: vals[1]}, nil
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -135,48 +135,18 @@ func (o *OpenRequests) Run(ctx context.Context) {
 
 // prime reads every open request at one revision, which it returns.
 func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
-	prefix := o.s.prefix + "pending/"
-	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
-	recs := map[string]*openEntry{}
-	var rev int64
 	o.namesMu.Lock()
 	o.names = map[string]string{}
 	o.namesMu.Unlock()
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(sweepBatch)}
-		if rev > 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+	recs := map[string]*openEntry{}
+	rev, err := o.s.scanPending(ctx, func(kv *mvccpb.KeyValue) error {
+		if e, _ := o.newOpenEntry(kv.Value, kv.ModRevision); e != nil {
+			recs[e.ID] = e
 		}
-		cctx, cancel := o.s.ctx(ctx)
-		resp, err := o.s.cli.Get(cctx, from, opts...)
-		if err != nil {
-			cancel()
-			return 0, unavailable(err)
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		gets := make([]clientv3.Op, len(resp.Kvs))
-		for i, kv := range resp.Kvs {
-			k := string(kv.Key)
-			gets[i] = clientv3.OpGet(o.s.requestKey(k[strings.LastIndexByte(k, '/')+1:]), clientv3.WithRev(rev))
-		}
-		rs, err := o.s.readAll(cctx, gets)
-		cancel()
-		if err != nil {
-			return 0, err
-		}
-		for _, r := range rs {
-			if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 {
-				if e, _ := o.newOpenEntry(kvs[0].Value, kvs[0].ModRevision); e != nil {
-					recs[e.ID] = e
-				}
-			}
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	o.mu.Lock()
 	o.recs = recs
@@ -371,13 +341,6 @@ func (o *OpenRequests) Subscribe(buf int) (<-chan *record.Record, func()) {
 		delete(o.subs, ch)
 		o.mu.Unlock()
 	}
-}
-
-// Subscribers is the number of subscriptions.
-func (o *OpenRequests) Subscribers() int {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	return len(o.subs)
 }
 
 // Each calls fn with every open request (which fn must not change) until

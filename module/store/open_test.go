@@ -46,7 +46,7 @@ func TestCompletionIsTwoRoundTrips(t *testing.T) {
 	if err != nil || rec.Status != record.Completing || string(c.Body) != `{"a":1}` || string(c.Sealed) != "sealed" {
 		t.Fatalf("claim: %v %+v %q %q", err, rec, c.Body, c.Sealed)
 	}
-	final, _, err := a.MutateFrom(ctx, rec, c.Rev, "", func(rec *record.Record) error {
+	final, err := a.MutateFrom(ctx, rec, c.Rev, "", func(rec *record.Record) error {
 		return rec.Finish(record.Result{Status: 200}, time.Now())
 	})
 	if err != nil || final.Status != record.Completed {

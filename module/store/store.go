@@ -182,20 +182,6 @@ func (s *Store) pendingIndex(sub string) string {
 func (s *Store) auditKey(id string) string  { return s.prefix + "audit/" + id }
 func (s *Store) sealedKey(id string) string { return s.prefix + "sealed/" + id }
 
-// Sealed returns the sealed replay credentials of a request, or nil.
-func (s *Store) Sealed(ctx context.Context, id string) ([]byte, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.sealedKey(id))
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, nil
-	}
-	return resp.Kvs[0].Value, nil
-}
-
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.timeout)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/record"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -15,36 +16,55 @@ const sweepBatch = 200
 // EachPending calls fn with every pending request (needs_approval,
 // approved, completing), found through the pending index, read in batches.
 func (s *Store) EachPending(ctx context.Context, fn func(*record.Record) error) error {
-	prefix := s.prefix + "pending/"
-	from := prefix
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	for {
-		cctx, cancel := s.ctx(ctx)
-		resp, err := s.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(sweepBatch))
-		if err != nil {
-			cancel()
-			return unavailable(err)
-		}
-		ids := make([]string, len(resp.Kvs))
-		for i, kv := range resp.Kvs {
-			k := string(kv.Key)
-			ids[i] = k[strings.LastIndexByte(k, '/')+1:]
-		}
-		var recs []*record.Record
-		if len(ids) > 0 {
-			recs, err = s.getMany(cctx, ids)
-		}
-		cancel()
+	_, err := s.scanPending(ctx, func(kv *mvccpb.KeyValue) error {
+		rec, err := decode(kv.Value)
 		if err != nil {
 			return err
 		}
-		for _, rec := range recs {
-			if err := fn(rec); err != nil {
-				return err
+		return fn(rec)
+	})
+	return err
+}
+
+// scanPending calls fn with the stored record of every pending request,
+// all read at one revision (the first batch's), which it returns.
+func (s *Store) scanPending(ctx context.Context, fn func(*mvccpb.KeyValue) error) (int64, error) {
+	prefix := s.prefix + "pending/"
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(sweepBatch)}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		cctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Get(cctx, from, opts...)
+		if err != nil {
+			cancel()
+			return 0, unavailable(err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		gets := make([]clientv3.Op, len(resp.Kvs))
+		for i, kv := range resp.Kvs {
+			k := string(kv.Key)
+			gets[i] = clientv3.OpGet(s.requestKey(k[strings.LastIndexByte(k, '/')+1:]), clientv3.WithRev(rev))
+		}
+		rs, err := s.readAll(cctx, gets)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rs {
+			if kvs := r.GetResponseRange().Kvs; len(kvs) > 0 { // else ended since the index was read
+				if err := fn(kvs[0]); err != nil {
+					return 0, err
+				}
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return nil
+			return rev, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
