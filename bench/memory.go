@@ -41,9 +41,12 @@ func mib(bs []int64) []float64 {
 	return out
 }
 
-// memory parks 100 and 10,000 requests through a gateway on an etcd of its
-// own process (so the figure is the gateway's memory, not etcd's), and
-// measures the RSS of that gateway and of a fresh one serving the store.
+// memory leaves 100 and 10,000 requests pending through a gateway on an
+// etcd of its own process (so the figure is the gateway's memory, not
+// etcd's), and measures the RSS of that gateway and of a fresh one serving
+// the store. Both gateways park 10,000 (for 100 pending, 9,900 are then
+// canceled), so that the gateway with few pending has done the same work
+// and reached its working heap too.
 func memory(work, bin string, c config) (memoryResult, error) {
 	m := memoryResult{Store: "etcd as a separate process (one member)", Pending: []int{100, 10000}}
 	etcd, client, err := startEtcd(work, "etcd")
@@ -73,8 +76,11 @@ func memory(work, bin string, c config) (memoryResult, error) {
 		if err != nil {
 			return m, err
 		}
-		log.Printf("memory: parking %d", n)
-		if err := park(e, n); err != nil {
+		// Both gateways park as many (the larger count), and the requesters
+		// cancel all but n: the two have done the same parking work and
+		// differ in what is left pending.
+		log.Printf("memory: parking %d, leaving %d pending", m.Pending[len(m.Pending)-1], n)
+		if err := park(e, m.Pending[len(m.Pending)-1], n); err != nil {
 			filler.stop()
 			return m, err
 		}
@@ -111,27 +117,50 @@ func memory(work, bin string, c config) (memoryResult, error) {
 	return m, nil
 }
 
-// park parks n requests from 32 workers.
-func park(e *env, n int) error {
+// park parks n requests from 32 workers, then has their requesters cancel
+// all but the first keep of them.
+func park(e *env, n, keep int) error {
+	ids := make([]string, n)
+	err := workers(32, n, func(i int) error {
+		a, err := doJSON("DELETE", fmt.Sprintf("%s/apps/m-%d", e.gwURL, i), e.requesters[i%len(e.requesters)], "CHG-2231 retire the old payroll client", nil)
+		if err != nil || a.status != http.StatusAccepted {
+			return fmt.Errorf("park %d: %v %d", i, err, a.status)
+		}
+		ids[i] = a.ID
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return workers(32, n-keep, func(i int) error {
+		i += keep
+		a, err := doJSON("POST", e.gwURL+"/.approvals/api/v1/requests/"+ids[i]+"/cancel", e.requesters[i%len(e.requesters)], "", nil)
+		if err != nil || a.status != http.StatusOK {
+			return fmt.Errorf("cancel %d: %v %d", i, err, a.status)
+		}
+		return nil
+	})
+}
+
+// workers calls fn(0) … fn(n-1) from w goroutines and returns the first
+// error (each worker stops at its first).
+func workers(w, n int, fn func(i int) error) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, 32)
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	errs := make(chan error, w)
+	for range w {
+		wg.Go(func() {
 			for {
-				i := next.Add(1)
-				if i > int64(n) {
+				i := int(next.Add(1)) - 1
+				if i >= n {
 					return
 				}
-				a, err := doJSON("DELETE", fmt.Sprintf("%s/apps/m-%d", e.gwURL, i), e.requesters[i%int64(len(e.requesters))], "CHG-2231 retire the old payroll client", nil)
-				if err != nil || a.status != http.StatusAccepted {
-					errs <- fmt.Errorf("park %d: %v %d", i, err, a.status)
+				if err := fn(i); err != nil {
+					errs <- err
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

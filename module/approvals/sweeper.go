@@ -85,7 +85,7 @@ func (s *Service) eachPending(ctx context.Context, now time.Time, fn func(*recor
 	var due []*record.Record
 	lead := max(0, s.ReminderLead)
 	open.Each(func(r *store.OpenRequest) bool {
-		if r.Status != record.Completing && now.Before(r.ExpiresAt.Add(-lead)) {
+		if r.Status != record.Completing && now.Before(r.ExpiresAt().Add(-lead)) {
 			return true // nothing due before the reminder lead
 		}
 		if rec := r.Record(); rec.Due(now, s.ClaimTimeout) != "" || s.reminderDue(rec, now) {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/approval-gateway/gateway/internal/etcdkit"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -64,4 +66,52 @@ func BenchmarkListPage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkOpenViewMemory applies 10,000 parked requests (from 125
+// requesters, as the load benchmark parks them) to a gateway's view of the
+// open requests, as its watch would, and reports the live heap the view
+// keeps per request and the garbage each applied change leaves.
+func BenchmarkOpenViewMemory(b *testing.B) {
+	const n = 10000
+	var raws [][]byte
+	for i := range n {
+		r := newRecord(fmt.Sprintf("requester-%d", i%125), fmt.Sprintf("devices/%d", i), "device-approvers")
+		raw, err := json.Marshal(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	s, err := New(nil, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var live, garbage float64
+	for b.Loop() {
+		o := newOpenRequests(s)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i, raw := range raws {
+			o.apply(int64(i+1), []*clientv3.Event{{Type: clientv3.EventTypePut,
+				Kv: &mvccpb.KeyValue{Key: []byte(s.prefix + "requests/" + idOf(raw)), Value: raw, ModRevision: int64(i + 1)}}})
+		}
+		runtime.ReadMemStats(&after)
+		allocated := after.TotalAlloc - before.TotalAlloc
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		live = float64(after.HeapAlloc-before.HeapAlloc) / n
+		garbage = (float64(allocated) - live*n) / n
+		runtime.KeepAlive(o)
+	}
+	b.ReportMetric(live, "live-B/request")
+	b.ReportMetric(garbage, "garbage-B/change")
+}
+
+// idOf is the id of a stored record.
+func idOf(raw []byte) string {
+	var r struct{ ID string }
+	_ = json.Unmarshal(raw, &r)
+	return r.ID
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,37 +32,45 @@ type OpenRequests struct {
 	applied atomic.Int64 // the store revision the view reflects
 
 	mu   sync.RWMutex
-	recs map[string]*openEntry
-	subs map[chan *record.Record]struct{}
+	recs map[string]*openEntry // by id (the entry's own)
+	// approved holds the stored approved requests by id, so that the
+	// requester's claim needs no read.
+	approved map[string][]byte
+	subs     map[chan *record.Record]struct{}
 
 	namesMu sync.Mutex
-	names   map[string]string // subjects and groups, shared between entries
+	names   map[string]string   // subjects and groups, shared between entries
+	sets    map[string][]string // group lists, shared between entries
 }
 
-// openEntry is one open request: what the view keeps of it, its mod
-// revision, and, while it is approved, the stored record itself, so that
-// the requester's claim needs no read.
+// openEntry is one open request: what the view keeps of it and its mod
+// revision.
 type openEntry struct {
 	OpenRequest
 	rev int64
-	raw []byte
 }
 
 // OpenRequest is what the view keeps of an open request: enough for who
 // may approve it and for when something is due, in a few words of memory
 // (subjects as compared, names shared between requests).
 type OpenRequest struct {
-	ID     string
-	Status record.Status
+	ID string
 	// Requester and ApprovedBy are subject keys (record.SubjectKey).
-	Requester  string
-	Groups     []string // the required groups
+	Requester string
+	// Groups are the required groups, shared by the requests that require
+	// the same ones.
+	Groups     []string
 	ApprovedBy []string
-	ExpiresAt  time.Time
-	ClaimedAt  time.Time // zero unless completing
-	// Reminded is the status the expiry reminder was raised in, if any.
-	Reminded record.Status
+	// expires and claimed are Unix times in nanoseconds (claimed: zero
+	// unless completing).
+	expires, claimed int64
+	Status           record.Status
+	// reminded: the expiry reminder was raised in the current status.
+	reminded bool
 }
+
+// ExpiresAt is when the request expires.
+func (r *OpenRequest) ExpiresAt() time.Time { return time.Unix(0, r.expires) }
 
 // Approvable reports whether the subject (key me, groups) may approve the
 // request now, as record.Record.Can(ActionApprove) would answer.
@@ -80,19 +89,20 @@ func (r *OpenRequest) Approvable(me string, groups []string) bool {
 // Record is a record with what the view keeps, for the lifecycle's rules
 // (Due, reminders).
 func (r *OpenRequest) Record() *record.Record {
-	rec := &record.Record{ID: r.ID, Status: r.Status, Requester: record.Principal{Subject: r.Requester}, ExpiresAt: r.ExpiresAt}
-	if !r.ClaimedAt.IsZero() {
-		t := r.ClaimedAt
+	rec := &record.Record{ID: r.ID, Status: r.Status, Requester: record.Principal{Subject: r.Requester}, ExpiresAt: r.ExpiresAt()}
+	if r.claimed != 0 {
+		t := time.Unix(0, r.claimed)
 		rec.ClaimedAt = &t
 	}
-	if r.Reminded != "" {
-		rec.History = []record.Event{{Action: "reminder", Actor: record.SystemActor, From: r.Reminded, To: r.Reminded}}
+	if r.reminded {
+		rec.History = []record.Event{{Action: "reminder", Actor: record.SystemActor, From: r.Status, To: r.Status}}
 	}
 	return rec
 }
 
 func newOpenRequests(s *Store) *OpenRequests {
-	return &OpenRequests{s: s, recs: map[string]*openEntry{}, subs: map[chan *record.Record]struct{}{}, names: map[string]string{}}
+	return &OpenRequests{s: s, recs: map[string]*openEntry{}, approved: map[string][]byte{},
+		subs: map[chan *record.Record]struct{}{}, names: map[string]string{}, sets: map[string][]string{}}
 }
 
 // Open returns the store's view of the open requests; Run keeps it.
@@ -136,12 +146,15 @@ func (o *OpenRequests) Run(ctx context.Context) {
 // prime reads every open request at one revision, which it returns.
 func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 	o.namesMu.Lock()
-	o.names = map[string]string{}
+	o.names, o.sets = map[string]string{}, map[string][]string{}
 	o.namesMu.Unlock()
-	recs := map[string]*openEntry{}
+	recs, approved := map[string]*openEntry{}, map[string][]byte{}
 	rev, err := o.s.scanPending(ctx, func(kv *mvccpb.KeyValue) error {
 		if e, _ := o.newOpenEntry(kv.Value, kv.ModRevision); e != nil {
 			recs[e.ID] = e
+			if e.Status == record.Approved {
+				approved[e.ID] = kv.Value
+			}
 		}
 		return nil
 	})
@@ -149,7 +162,7 @@ func (o *OpenRequests) prime(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	o.mu.Lock()
-	o.recs = recs
+	o.recs, o.approved = recs, approved
 	o.mu.Unlock()
 	return rev, nil
 }
@@ -166,26 +179,24 @@ func (o *OpenRequests) newOpenEntry(raw []byte, rev int64) (*openEntry, *record.
 		return nil, rec
 	}
 	e := &openEntry{rev: rev, OpenRequest: OpenRequest{ID: rec.ID, Status: status(rec.Status),
-		Requester: o.s.subjectKey(rec.Requester.Subject), ExpiresAt: rec.ExpiresAt}}
+		Requester: o.intern(o.s.subjectKey(rec.Requester.Subject)), expires: rec.ExpiresAt.UnixNano()}}
+	var groups []string
 	for _, q := range rec.Approvers {
-		if !slices.Contains(e.Groups, q.Group) {
-			e.Groups = append(e.Groups, o.intern(q.Group))
+		if !slices.Contains(groups, q.Group) {
+			groups = append(groups, q.Group)
 		}
 		for _, a := range q.Approvals {
 			e.ApprovedBy = append(e.ApprovedBy, o.intern(o.s.subjectKey(a.Subject)))
 		}
 	}
-	e.Requester = o.intern(e.Requester)
+	e.Groups = o.internSet(groups)
 	if rec.ClaimedAt != nil {
-		e.ClaimedAt = *rec.ClaimedAt
+		e.claimed = rec.ClaimedAt.UnixNano()
 	}
 	for _, h := range rec.History {
 		if h.Action == "reminder" && h.From == rec.Status {
-			e.Reminded = e.Status
+			e.reminded = true
 		}
-	}
-	if rec.Status == record.Approved {
-		e.raw = raw
 	}
 	return e, rec
 }
@@ -219,6 +230,32 @@ func (o *OpenRequests) intern(s string) string {
 	}
 	o.names[s] = s
 	return s
+}
+
+// internSet returns the group list gs (which it keeps), shared with every
+// entry that requires the same groups in the same order; bounded as
+// intern's names are.
+func (o *OpenRequests) internSet(gs []string) []string {
+	if len(gs) == 0 {
+		return nil
+	}
+	key := strings.Join(gs, "\x00")
+	o.namesMu.Lock()
+	defer o.namesMu.Unlock()
+	if v, ok := o.sets[key]; ok {
+		return v
+	}
+	if len(o.sets) >= maxNames {
+		o.sets = map[string][]string{}
+	}
+	for i, g := range gs {
+		if v, ok := o.names[g]; ok {
+			gs[i] = v
+		}
+	}
+	gs = slices.Clip(gs)
+	o.sets[key] = gs
+	return gs
 }
 
 // openFields are the fields of a stored record the view reads: decoding
@@ -265,9 +302,10 @@ func (o *OpenRequests) apply(rev int64, evs []*clientv3.Event) {
 	var changed []*record.Record
 	o.mu.Lock()
 	for _, ev := range evs {
-		id := string(ev.Kv.Key[len(o.s.prefix)+len("requests/"):])
+		id := ev.Kv.Key[len(o.s.prefix)+len("requests/"):]
 		if ev.Type == clientv3.EventTypeDelete {
-			delete(o.recs, id)
+			delete(o.recs, string(id))
+			delete(o.approved, string(id))
 			continue
 		}
 		e, rec := o.newOpenEntry(ev.Kv.Value, ev.Kv.ModRevision)
@@ -275,13 +313,17 @@ func (o *OpenRequests) apply(rev int64, evs []*clientv3.Event) {
 			continue
 		}
 		changed = append(changed, rec)
-		if old, ok := o.recs[id]; ok && old.rev >= ev.Kv.ModRevision {
+		if old, ok := o.recs[string(id)]; ok && old.rev >= ev.Kv.ModRevision {
 			continue
 		}
-		if e != nil {
-			o.recs[id] = e
-		} else {
-			delete(o.recs, id)
+		delete(o.approved, string(id))
+		if e == nil {
+			delete(o.recs, string(id))
+			continue
+		}
+		o.recs[e.ID] = e
+		if e.Status == record.Approved {
+			o.approved[e.ID] = ev.Kv.Value
 		}
 	}
 	subs := make([]chan *record.Record, 0, len(o.subs))
@@ -377,9 +419,9 @@ func (o *OpenRequests) stored(id string) ([]byte, int64, bool) {
 	}
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	e, ok := o.recs[id]
-	if !ok || e.raw == nil {
+	raw, ok := o.approved[id]
+	if !ok {
 		return nil, 0, false
 	}
-	return e.raw, e.rev, true
+	return raw, o.recs[id].rev, true
 }
