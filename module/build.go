@@ -40,7 +40,18 @@ func (h *Handler) settings() approvals.Settings {
 		ClaimTimeout: time.Duration(h.ClaimTimeout), Retention: time.Duration(h.Retention),
 		AuditRetention: time.Duration(h.AuditRetention), SweepInterval: time.Duration(h.SweepInterval),
 		ReminderLead: time.Duration(h.ReminderLead), CaseSensitiveSubjects: h.CaseSensitiveSubjects,
+		Attestation: h.attestation(),
 	}
+}
+
+// attestation is what replays are attested with.
+func (h *Handler) attestation() approvals.AttestationSettings {
+	if h.Attestation == nil {
+		return approvals.AttestationSettings{}
+	}
+	repl := caddy.NewReplacer()
+	return approvals.AttestationSettings{Issuer: repl.ReplaceKnown(h.Attestation.Issuer, ""),
+		Audience: repl.ReplaceKnown(h.Attestation.Audience, ""), Rotate: time.Duration(h.Attestation.Rotate)}
 }
 
 // authenticator is how callers are authenticated, and how the console

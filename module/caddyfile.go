@@ -91,6 +91,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			header <name>                # repeatable; Authorization always
 //		}
 //		public_url <url>
+//		attestation {
+//			issuer <iss>
+//			audience <aud>
+//			rotate <duration>
+//		}
 //		console {
 //			issuer <url>
 //			client_id <id>
@@ -123,6 +128,7 @@ func (h *Handler) options() map[string]func(*caddyfile.Dispenser) error {
 		"notify":                   h.unmarshalNotify,
 		"notify_retry":             h.unmarshalNotifyRetry,
 		"console":                  h.unmarshalConsole,
+		"attestation":              h.unmarshalAttestation,
 		"replay_credentials":       h.unmarshalSeal,
 		"policies":                 oneArg(&h.Policies),
 		"query":                    oneArg(&h.Query),
@@ -279,6 +285,23 @@ func (h *Handler) unmarshalNotifyRetry(d *caddyfile.Dispenser) error {
 		return err
 	}
 	return validated(d, r.validate())
+}
+
+func (h *Handler) unmarshalAttestation(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	a := &AttestationConfig{}
+	h.Attestation = a
+	err := eachOption(d, d.Nesting(), nil, block(d, "attestation", map[string]func(*caddyfile.Dispenser) error{
+		"issuer":   oneArg(&a.Issuer),
+		"audience": oneArg(&a.Audience),
+		"rotate":   durationArg(&a.Rotate),
+	}))
+	if err != nil {
+		return err
+	}
+	return validated(d, a.validate())
 }
 
 func (h *Handler) unmarshalConsole(d *caddyfile.Dispenser) error {

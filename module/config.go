@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
@@ -65,6 +66,29 @@ type NotifyRetry struct {
 	Base     caddy.Duration `json:"base,omitempty"`
 	Max      caddy.Duration `json:"max,omitempty"`
 	Attempts int            `json:"attempts,omitempty"`
+}
+
+// AttestationConfig configures the attestation every replay carries
+// (Approval-Attestation, a JWS signed with the gateways' shared Ed25519
+// keys, published at {api_prefix}/.well-known/jwks.json).
+type AttestationConfig struct {
+	// Issuer is the "iss" claim. Default approval-gateway.
+	Issuer string `json:"issuer,omitempty"`
+	// Audience is the "aud" claim; none by default.
+	Audience string `json:"audience,omitempty"`
+	// Rotate makes a new signing key this often; the old one stays in the
+	// JWKS until what it signed has expired. Default: no rotation.
+	Rotate caddy.Duration `json:"rotate,omitempty"`
+}
+
+func (a *AttestationConfig) validate() error {
+	if a.Rotate < 0 {
+		return errors.New("attestation: rotate must be positive")
+	}
+	if a.Rotate > 0 && time.Duration(a.Rotate) < time.Hour {
+		return errors.New("attestation: rotate must be at least 1h (a key is published 2m before it signs, and what it signs is valid 5m)")
+	}
+	return nil
 }
 
 // NotifyConfig is one webhook target. Targets come only from the

@@ -112,6 +112,8 @@ type Handler struct {
 	// PublicURL is the gateway's base URL in notification links, such as
 	// https://admin.example.com.
 	PublicURL string `json:"public_url,omitempty"`
+	// Attestation configures the attestation every replay carries.
+	Attestation *AttestationConfig `json:"attestation,omitempty"`
 	// Console turns on the web console with OpenID Connect login.
 	Console *ConsoleConfig `json:"console,omitempty"`
 	// WatchPolicies reloads the policy directory when its files change.
@@ -240,6 +242,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.MaxPendingPerIdentity < -1 {
 		return fmt.Errorf("max_pending_per_identity: %d is not a positive number (or -1 for no cap)", h.MaxPendingPerIdentity)
+	}
+	if h.Attestation != nil {
+		if err := h.Attestation.validate(); err != nil {
+			return err
+		}
 	}
 	if h.ReplayCredentials != nil {
 		if err := h.ReplayCredentials.validate(); err != nil {

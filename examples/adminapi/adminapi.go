@@ -33,8 +33,19 @@ type answer struct {
 	body   []byte
 }
 
+// Options adjust the API.
+type Options struct {
+	// Protect, when set, wraps the routes that must never run without an
+	// approval (attested.Require): wiping and retiring devices, deleting
+	// anything, and every change to scripts and roles.
+	Protect func(http.Handler) http.Handler
+}
+
 // New returns the API with a few objects of each kind.
-func New() *API {
+func New() *API { return NewWith(Options{}) }
+
+// NewWith returns the API with a few objects of each kind, as o says.
+func NewWith(o Options) *API {
 	a := &API{kinds: map[string]map[string]map[string]any{}, idempKeys: map[string]answer{}, next: 100}
 	seed := map[string][]map[string]any{
 		"apps":    {{"name": "payroll", "version": "1.4.2"}, {"name": "vpn-client", "version": "5.0.1"}},
@@ -51,16 +62,24 @@ func New() *API {
 		}
 	}
 	a.mux = http.NewServeMux()
-	for _, kind := range []string{"apps", "scripts", "devices", "roles"} {
-		a.mux.HandleFunc("GET /"+kind, a.list(kind))
-		a.mux.HandleFunc("GET /"+kind+"/{id}", a.get(kind))
-		a.mux.HandleFunc("POST /"+kind, a.idempotent(a.create(kind)))
-		a.mux.HandleFunc("PUT /"+kind+"/{id}", a.idempotent(a.update(kind)))
-		a.mux.HandleFunc("PATCH /"+kind+"/{id}", a.idempotent(a.update(kind)))
-		a.mux.HandleFunc("DELETE /"+kind+"/{id}", a.idempotent(a.remove(kind)))
+	handle := func(pattern string, h http.HandlerFunc, protected bool) {
+		if protected && o.Protect != nil {
+			a.mux.Handle(pattern, o.Protect(h))
+			return
+		}
+		a.mux.Handle(pattern, h)
 	}
-	a.mux.HandleFunc("POST /devices/{id}/wipe", a.idempotent(a.deviceAction("wiped")))
-	a.mux.HandleFunc("POST /devices/{id}/retire", a.idempotent(a.deviceAction("retired")))
+	for _, kind := range []string{"apps", "scripts", "devices", "roles"} {
+		high := kind == "scripts" || kind == "roles"
+		handle("GET /"+kind, a.list(kind), false)
+		handle("GET /"+kind+"/{id}", a.get(kind), false)
+		handle("POST /"+kind, a.idempotent(a.create(kind)), high)
+		handle("PUT /"+kind+"/{id}", a.idempotent(a.update(kind)), high)
+		handle("PATCH /"+kind+"/{id}", a.idempotent(a.update(kind)), high)
+		handle("DELETE /"+kind+"/{id}", a.idempotent(a.remove(kind)), true)
+	}
+	handle("POST /devices/{id}/wipe", a.idempotent(a.deviceAction("wiped")), true)
+	handle("POST /devices/{id}/retire", a.idempotent(a.deviceAction("retired")), true)
 	return a
 }
 

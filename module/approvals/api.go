@@ -225,6 +225,11 @@ func (s *Service) perform(r *http.Request, who *identity.Identity, id, action st
 	var fn func(*record.Record) error
 	switch action {
 	case "approve":
+		if _, err := s.keys.current(r.Context()); err != nil {
+			// An approval may claim an auto-complete replay, which must
+			// be attested.
+			return nil, err
+		}
 		fn = func(rec *record.Record) error {
 			return rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.RequireApprovalNotes}, now)
 		}

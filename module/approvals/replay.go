@@ -75,6 +75,10 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, who *identity
 // through cw with auth as its Authorization: the one path of completion,
 // from the API and from the console.
 func (s *Service) claimAndReplay(cw *captureWriter, r *http.Request, who *identity.Identity, id, auth string, next Next) (*record.Record, error) {
+	if _, err := s.keys.current(r.Context()); err != nil {
+		// Nothing is claimed that could not be attested.
+		return nil, err
+	}
 	p := s.principal(who)
 	var c store.Claimed
 	rec, err := s.mutateBy(r, who, func(rec *record.Record) error { return rec.Claim(p, s.clock()) },
@@ -138,6 +142,11 @@ func (s *Service) replay(cw *captureWriter, r *http.Request, rec *record.Record,
 	for k, v := range creds {
 		rr.Header[k] = v
 	}
+	att, err := s.attest(r.Context(), rec, rr, body)
+	if err != nil {
+		return s.finishReplay(r, rec, c.Rev, record.Result{Error: "the replay cannot be attested: " + err.Error()}, false)
+	}
+	rr.Header.Set(AttestationHeader, att)
 	nerr := next(cw, rr)
 	res := cw.result(nerr)
 	if nerr != nil && cw.status == 0 && r.Context().Err() != nil {

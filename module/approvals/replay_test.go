@@ -63,7 +63,8 @@ decision := {"action": "require_approval", "policy": "parked", "resource": "park
 	}
 	replay := h.Backend.Calls()[4]
 	if replay.Header.Get("Approval-Approved-By") != "bob" || replay.Header.Get("Approval-Request-Id") != id ||
-		replay.Header.Get("Idempotency-Key") != id || replay.Header.Get("Approval_approved_by") != "" {
+		replay.Header.Get("Idempotency-Key") != id || replay.Header.Get("Approval_approved_by") != "" ||
+		len(replay.Header.Values("Approval-Attestation")) != 1 || strings.HasPrefix(replay.Header.Get("Approval-Attestation"), "eyJhbGciOiJub25lIn0") {
 		t.Fatalf("the replay carried %v", replay.Header)
 	}
 }

@@ -14,6 +14,7 @@ import (
 func (s *Service) routes() *http.ServeMux {
 	m, a := http.NewServeMux(), s.api
 	m.HandleFunc("GET "+s.Prefix+"/healthz", s.healthz)
+	m.HandleFunc("GET "+s.Prefix+"/.well-known/jwks.json", s.jwks)
 	m.HandleFunc("GET "+a+"/openapi.json", s.openAPI)
 	m.Handle("GET "+a+"/health", s.authed(s.health))
 	m.Handle("GET "+a+"/requests", s.authed(s.list))

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/attest"
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/policy"
@@ -147,6 +148,8 @@ type Settings struct {
 	// they are compared by Unicode case folding (record.SubjectKey). The
 	// store must be built with the same setting.
 	CaseSensitiveSubjects bool
+	// Attestation configures the attestation every replay carries.
+	Attestation AttestationSettings
 }
 
 // Service is the request flow. It holds no request state: all of it is
@@ -169,6 +172,7 @@ type Service struct {
 	methods map[string]bool // nil: every method but the safe ones
 	inspect inspect.Options
 	pages   Pages          // the console, when on
+	keys    *keyring       // the attestation keys
 	mux     *http.ServeMux // the API's routes
 	doc     openAPIDoc     // the API's OpenAPI document, with this prefix
 	// runtimeReady is set once the runtime policies were read from the
@@ -216,10 +220,23 @@ func New(d Deps, o Settings) (*Service, error) {
 	if len(o.PolicyApprovers) == 0 {
 		o.PolicyApprovers = o.AdminGroups
 	}
+	if o.Attestation.Issuer == "" {
+		o.Attestation.Issuer = attest.DefaultIssuer
+	}
+	defaultTo(&o.Attestation.Refresh, 30*time.Second)
+	defaultTo(&o.Attestation.Publish, 2*time.Minute)
+	if o.Attestation.Rotate < 0 {
+		return nil, fmt.Errorf("attestation rotate: %v is negative", o.Attestation.Rotate)
+	}
+	if o.Attestation.Rotate > 0 && o.Attestation.Rotate <= o.Attestation.Publish+attest.Lifetime+attest.Skew {
+		return nil, fmt.Errorf("attestation rotate: %v is too short: a key is published %v before it signs and its attestations are valid %v",
+			o.Attestation.Rotate, o.Attestation.Publish, attest.Lifetime)
+	}
 	s := &Service{Settings: o, store: d.Store, ident: d.Identity, policies: d.Policies, metrics: d.Metrics,
 		annotate: d.Annotate, sealer: d.Sealer, clientIP: d.ClientIP, clock: d.Clock, log: d.Logger,
 		api: o.Prefix + "/api/v1", methods: methods,
 		inspect: inspect.Options{MaxBody: o.MaxBody, JudgeMethodOverride: o.JudgeMethodOverride, JudgeAmbiguousPaths: o.JudgeAmbiguousPaths}}
+	s.keys = &keyring{s: s}
 	doc, err := newOpenAPIDoc(o.Prefix)
 	if err != nil {
 		return nil, err
@@ -259,7 +276,7 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripTrustHeaders(r.Header)
 	if p := r.URL.Path; p == s.Prefix || strings.HasPrefix(p, s.Prefix+"/") {
-		if s.pages != nil && p != s.Prefix+"/healthz" && p != s.api && !strings.HasPrefix(p, s.api+"/") {
+		if s.pages != nil && p != s.Prefix+"/healthz" && p != s.Prefix+jwksPath && p != s.api && !strings.HasPrefix(p, s.api+"/") {
 			s.pages.ServeHTTP(w, r, next)
 			return nil
 		}

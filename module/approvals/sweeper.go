@@ -146,6 +146,7 @@ func (s *Service) RunPolicyWatch(ctx context.Context) {
 func (s *Service) RunWatches(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.store.Open().Run(ctx) })
+	wg.Go(func() { s.keys.run(ctx) })
 	s.store.Feed().Run(ctx)
 	wg.Wait()
 }
