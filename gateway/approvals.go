@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "approvals",
-		Usage: "<list|show|approve|reject|cancel|complete|wait|watch> [flags]",
+		Usage: "<list|show|approve|reject|cancel|complete|wait|watch|audit> [flags]",
 		Short: "Lists, decides, awaits and completes approval requests on a gateway",
 		Long: `
 Talks to a gateway's approval API. The server comes from --server (or
@@ -26,7 +26,8 @@ APPROVAL_SERVER), the token from --token, APPROVAL_TOKEN or --token-file.
 Output is a table, or one JSON document with -o json. Exit codes: 0 done,
 1 refused by the gateway, 2 usage error, 3 gateway or store unavailable;
 wait exits 0 when the request is approved (or completed), 4 rejected,
-5 canceled, 6 expired, 7 failed, 8 still undecided at --timeout.
+5 canceled, 6 expired, 7 failed, 8 still undecided at --timeout;
+audit verify exits 9 when the audit log was tampered with.
 The root command's "completion" prints shell completion, which completes
 verbs, flags and the ids of requests you can act on.`,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -62,7 +63,7 @@ func addApprovalsCommands(root *cobra.Command, wrap func(cliFunc, *cli) func(*co
 
 	root.AddCommand(listCommand(c, wrap), showCommand(c, wrap),
 		actionCommand(c, wrap, "approve"), actionCommand(c, wrap, "reject"), actionCommand(c, wrap, "cancel"),
-		completeCommand(c, wrap), waitCommand(c, wrap), watchCommand(c, wrap))
+		completeCommand(c, wrap), waitCommand(c, wrap), watchCommand(c, wrap), auditCommand(c, wrap))
 }
 
 func listCommand(c *cli, wrap func(cliFunc, *cli) func(*cobra.Command, []string) error) *cobra.Command {

@@ -79,15 +79,12 @@ func runCLI(t *testing.T, args ...string) (string, int) {
 	return out.String(), code
 }
 
-func TestCLIWholeFlow(t *testing.T) {
-	base, calls := startGateway(t)
-	alice, _ := mintToken(cliSecret, "alice", []string{"ops"}, "", "", time.Hour)
-	bob, _ := mintToken(cliSecret, "bob", []string{"approvers"}, "", "", time.Hour)
-	as := func(tok string, args ...string) []string { return append(args, "--server", base, "--token", tok) }
-
-	// Alice parks a change through the gateway.
-	req, _ := http.NewRequest("DELETE", base+"/apps/7", nil)
-	req.Header.Set("Authorization", "Bearer "+alice)
+// parkDelete sends a DELETE of url as tok that the policy parks, and
+// returns the request id.
+func parkDelete(t *testing.T, url, tok string) string {
+	t.Helper()
+	req, _ := http.NewRequest("DELETE", url, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Approval-Justification", "retire the old app")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -100,6 +97,17 @@ func TestCLIWholeFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || id == "" {
 		t.Fatalf("park: %d %v", resp.StatusCode, parked)
 	}
+	return id
+}
+
+func TestCLIWholeFlow(t *testing.T) {
+	base, calls := startGateway(t)
+	alice, _ := mintToken(cliSecret, "alice", []string{"ops"}, "", "", time.Hour)
+	bob, _ := mintToken(cliSecret, "bob", []string{"approvers"}, "", "", time.Hour)
+	as := func(tok string, args ...string) []string { return append(args, "--server", base, "--token", tok) }
+
+	// Alice parks a change through the gateway.
+	id := parkDelete(t, base+"/apps/7", alice)
 
 	// Bob watches the events in the background.
 	watched := make(chan string, 1)
@@ -314,4 +322,44 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// TestCLIAuditExportAndVerify: `audit export` writes the log, `audit
+// verify FILE` checks it offline against the gateway's keys (exit 9 and
+// the seq when an event was edited), `audit verify` asks the gateway to
+// check its store; the log is for admins only.
+func TestCLIAuditExportAndVerify(t *testing.T) {
+	base, _ := startGateway(t)
+	alice, _ := mintToken(cliSecret, "alice", []string{"ops"}, "", "", time.Hour)
+	bob, _ := mintToken(cliSecret, "bob", []string{"approvers"}, "", "", time.Hour)
+	erin, _ := mintToken(cliSecret, "erin", []string{"auditors"}, "", "", time.Hour)
+	as := func(tok string, args ...string) []string { return append(args, "--server", base, "--token", tok) }
+	id := parkDelete(t, base+"/apps/7", alice)
+	if out, code := runCLI(t, as(bob, "approve", id, "--notes", "ok")...); code != exitOK {
+		t.Fatalf("approve (%d): %s", code, out)
+	}
+
+	if out, code := runCLI(t, as(alice, "audit", "export")...); code != exitRefused || !strings.Contains(out, "forbidden") {
+		t.Fatalf("export by a non-admin (%d): %s", code, out)
+	}
+	export, code := runCLI(t, as(erin, "audit", "export")...)
+	if code != exitOK || strings.Count(export, "\n") != 2 || !strings.Contains(export, `"seq":2`) {
+		t.Fatalf("export (%d):\n%s", code, export)
+	}
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	if err := os.WriteFile(file, []byte(export), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, as(erin, "audit", "verify", file)...); code != exitOK || !strings.HasPrefix(out, "ok: 2 events") {
+		t.Fatalf("verify (%d): %s", code, out)
+	}
+	if out, code := runCLI(t, as(erin, "audit", "verify")...); code != exitOK || !strings.HasPrefix(out, "ok: 2 events") {
+		t.Fatalf("verify online (%d): %s", code, out)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(export, `"notes":"ok"`, `"notes":"ok, called alice"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCLI(t, as(erin, "audit", "verify", file)...); code != exitTampered || !strings.HasPrefix(out, "TAMPERED at seq 2: its content does not match its hash") {
+		t.Fatalf("verify of an edited export (%d): %s", code, out)
+	}
 }

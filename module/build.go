@@ -39,7 +39,8 @@ func (h *Handler) settings() approvals.Settings {
 		MaxPendingPerIdentity: h.MaxPendingPerIdentity, AutoComplete: h.Complete == "auto",
 		ClaimTimeout: time.Duration(h.ClaimTimeout), Retention: time.Duration(h.Retention),
 		AuditRetention: time.Duration(h.AuditRetention), SweepInterval: time.Duration(h.SweepInterval),
-		ReminderLead: time.Duration(h.ReminderLead), CaseSensitiveSubjects: h.CaseSensitiveSubjects,
+		CheckpointInterval: time.Duration(h.CheckpointInterval),
+		ReminderLead:       time.Duration(h.ReminderLead), CaseSensitiveSubjects: h.CaseSensitiveSubjects,
 		Attestation: h.attestation(),
 	}
 }

@@ -72,6 +72,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retention <duration>
 //		audit_retention <duration>
 //		sweep_interval <duration>
+//		checkpoint_interval <duration>
 //		policy_approvers <group...>
 //		watch_policies true|false
 //		notify webhook|slack <url> {    # repeatable
@@ -145,6 +146,7 @@ func (h *Handler) options() map[string]func(*caddyfile.Dispenser) error {
 		"retention":                durationArg(&h.Retention),
 		"audit_retention":          durationArg(&h.AuditRetention),
 		"sweep_interval":           durationArg(&h.SweepInterval),
+		"checkpoint_interval":      durationArg(&h.CheckpointInterval),
 		"reminder_lead":            durationArg(&h.ReminderLead),
 		"max_justification":        intArg(&h.MaxJustification),
 		"max_pending_per_identity": intArg(&h.MaxPendingPerIdentity),

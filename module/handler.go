@@ -96,6 +96,9 @@ type Handler struct {
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// SweepInterval is how often the elected sweeper runs. Default 1m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+	// CheckpointInterval is how often the elected gateway signs the audit
+	// chain's head with the attestation key. Default 1h.
+	CheckpointInterval caddy.Duration `json:"checkpoint_interval,omitempty"`
 	// PolicyApprovers approve runtime policy changes, one from each group.
 	// Default: AdminGroups.
 	PolicyApprovers []string `json:"policy_approvers,omitempty"`
@@ -188,6 +191,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.run(runCtx, h.svc.RunPolicyWatch)
 	h.run(runCtx, h.svc.RunWatches)
 	h.run(runCtx, h.svc.RunSweeper)
+	h.run(runCtx, h.svc.RunCheckpoints)
 	h.run(runCtx, notifier.Run)
 	if h.WatchPolicies == nil || *h.WatchPolicies {
 		h.run(runCtx, func(ctx context.Context) {

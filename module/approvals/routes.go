@@ -25,6 +25,8 @@ func (s *Service) routes() *http.ServeMux {
 	m.Handle("POST "+a+"/requests/{id}/complete", s.authed(s.act("complete")))
 	m.Handle("GET "+a+"/events", s.authed(s.events))
 	m.Handle("GET "+a+"/audit", s.authed(s.auditLog))
+	m.Handle("GET "+a+"/audit/verify", s.authed(s.verifyAudit))
+	m.Handle("GET "+a+"/audit/export", s.authed(s.exportAudit))
 	m.Handle("GET "+a+"/notify/deliveries", s.authed(s.deliveries))
 	m.Handle("GET "+a+"/policies", s.authed(s.listPolicies))
 	m.Handle("POST "+a+"/policies/evaluate", s.authed(s.evaluate))

@@ -138,6 +138,9 @@ type Settings struct {
 	// long audit events are. Defaults 720h and 8760h.
 	Retention      time.Duration
 	AuditRetention time.Duration
+	// CheckpointInterval is how often the elected gateway signs the audit
+	// chain's head. Default 1h.
+	CheckpointInterval time.Duration
 	// SweepInterval is how often the elected sweeper runs. Default 1m.
 	SweepInterval time.Duration
 	// ReminderLead is how long before a request expires the sweeper raises
@@ -214,6 +217,7 @@ func New(d Deps, o Settings) (*Service, error) {
 	defaultTo(&o.Retention, DefaultExpiry)
 	defaultTo(&o.AuditRetention, DefaultAuditRetention)
 	defaultTo(&o.SweepInterval, time.Minute)
+	defaultTo(&o.CheckpointInterval, DefaultCheckpointInterval)
 	if o.ReminderLead == 0 {
 		o.ReminderLead = 24 * time.Hour
 	}

@@ -99,3 +99,37 @@ func Verify(token, typ string, keys map[string]ed25519.PublicKey, claims jwt.Cla
 	}
 	return nil
 }
+
+// CheckpointType is the JWS "typ" of an audit checkpoint.
+const CheckpointType = "audit-checkpoint+jwt"
+
+// CheckpointClaims vouch for the audit chain's hash at a seq.
+type CheckpointClaims struct {
+	jwt.RegisteredClaims
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// SignCheckpoint signs the audit chain's hash at seq, as issuer, at now.
+func (s *Set) SignCheckpoint(issuer string, seq int64, hash string, now time.Time) (string, error) {
+	k := s.Signing(now)
+	if k == nil {
+		return "", ErrNoKey
+	}
+	if issuer == "" {
+		issuer = DefaultIssuer
+	}
+	return signJWS(k, CheckpointClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: issuer, IssuedAt: jwt.NewNumericDate(now)},
+		Seq: seq, Hash: hash}, CheckpointType)
+}
+
+// VerifyCheckpoint checks a checkpoint's signature against keys and
+// returns its claims. A checkpoint does not expire.
+func VerifyCheckpoint(token string, keys map[string]ed25519.PublicKey) (CheckpointClaims, error) {
+	var c CheckpointClaims
+	err := Verify(token, CheckpointType, keys, &c)
+	if err == nil && (c.Seq < 1 || len(c.Hash) != 64) {
+		err = errors.New("the checkpoint names no seq and hash")
+	}
+	return c, err
+}

@@ -153,6 +153,12 @@ type AuditEvent struct {
 	Requester string    `json:"requester,omitempty"`
 	// Groups are the request's approver groups: who may see the event.
 	Groups []string `json:"approver_groups,omitempty"`
+	// Seq, PrevHash and Hash are the event's place in the audit chain
+	// (package auditchain): its number, the hash of the event before it
+	// and its own.
+	Seq      int64  `json:"seq,omitempty"`
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as a string ("72h").

@@ -130,6 +130,7 @@ func (f *AuditFeed) apply(_ int64, evs []*clientv3.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	idx, rev := 0, int64(0)
+	f.s.learnHead(evs)
 	for _, ev := range evs {
 		if ev.Type != clientv3.EventTypePut || ev.Kv.CreateRevision != ev.Kv.ModRevision {
 			continue

@@ -52,21 +52,20 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 	for _, k := range s.indexKeys(rec) {
 		ops = append(ops, clientv3.OpPut(k, ""))
 	}
-	audit, err := s.auditOps(rec, rec.History, o.ClientIP)
+	audit, err := s.auditEvents(rec, rec.History, o.ClientIP)
 	if err != nil {
 		return err
 	}
-	ops = append(ops, audit...)
 	if o.Sealed != nil {
 		ops = append(ops, clientv3.OpPut(s.sealedKey(rec.ID), string(o.Sealed)))
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if o.MaxPending <= 0 {
-		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)).
-			Then(ops...).Else(clientv3.OpGet(claim)).Commit()
+		resp, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(claim), "=", 0)},
+			ops, audit, []clientv3.Op{clientv3.OpGet(claim)})
 		if err != nil {
-			return unavailable(err)
+			return err
 		}
 		return claimed(resp)
 	}
@@ -96,14 +95,12 @@ func (s *Store) Create(ctx context.Context, rec *record.Record, body []byte, o C
 				return ErrTooManyPending
 			}
 		}
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(claim), "=", 0),
-				clientv3.Compare(clientv3.ModRevision(pending), "<", known.rev+1).WithPrefix()).
-			Then(ops...).
-			Else(clientv3.OpGet(claim), clientv3.OpGet(pending, clientv3.WithPrefix(), clientv3.WithCountOnly())).
-			Commit()
+		resp, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(claim), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(pending), "<", known.rev+1).WithPrefix()},
+			ops, audit,
+			[]clientv3.Op{clientv3.OpGet(claim), clientv3.OpGet(pending, clientv3.WithPrefix(), clientv3.WithCountOnly())})
 		if err != nil {
-			return unavailable(err)
+			return err
 		}
 		if resp.Succeeded {
 			s.pending.put(s.subjectKey(rec.Requester.Subject), pendingCount{n: known.n + 1, rev: resp.Header.Revision})
@@ -150,28 +147,6 @@ func approverGroups(rec *record.Record) []string {
 	return out
 }
 
-// auditOps returns the puts of the audit events for history events.
-func (s *Store) auditOps(rec *record.Record, events []record.Event, clientIP string) ([]clientv3.Op, error) {
-	ops := make([]clientv3.Op, 0, len(events))
-	for _, e := range events {
-		id, err := NewID(e.At)
-		if err != nil {
-			return nil, err
-		}
-		b, err := json.Marshal(record.AuditEvent{
-			ID: id, At: e.At, Actor: e.Actor, Action: e.Action, RequestID: rec.ID,
-			From: e.From, To: e.To, Notes: e.Notes, ClientIP: clientIP,
-			Policy: rec.Policy, Resource: rec.Resource, Requester: rec.Requester.Subject, Groups: approverGroups(rec),
-		})
-		if err != nil {
-			return nil, err
-		}
-		ops = append(ops, clientv3.OpPut(s.auditKey(id), string(b)))
-	}
-	return ops, nil
-}
-
-// timed reports an operation to the observer; lost compare-and-swaps and
 // CreateBypassed stores a break-glass request, already terminal: no
 // resource claim and no pending entry, but indexed and audited like any
 // other, in one transaction.
@@ -184,12 +159,12 @@ func (s *Store) CreateBypassed(ctx context.Context, rec *record.Record, body []b
 	for _, k := range s.indexKeys(rec) {
 		ops = append(ops, clientv3.OpPut(k, ""))
 	}
-	audit, err := s.auditOps(rec, rec.History, clientIP)
+	audit, err := s.auditEvents(rec, rec.History, clientIP)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, err = s.cli.Txn(ctx).Then(append(ops, audit...)...).Commit()
-	return unavailable(err)
+	_, err = s.commit(ctx, nil, ops, audit, nil)
+	return err
 }

@@ -109,12 +109,11 @@ func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen 
 	}
 	key := s.requestKey(rec.ID)
 	ops := []clientv3.Op{clientv3.OpPut(key, string(val))}
+	var audit []record.AuditEvent
 	if seen < len(rec.History) {
-		audit, err := s.auditOps(rec, rec.History[seen:], clientIP)
-		if err != nil {
+		if audit, err = s.auditEvents(rec, rec.History[seen:], clientIP); err != nil {
 			return 0, nil, err
 		}
-		ops = append(ops, audit...)
 	}
 	if rec.Status.Terminal() {
 		claim := s.resourceKey(rec.Resource)
@@ -128,13 +127,10 @@ func (s *Store) update(ctx context.Context, rec *record.Record, rev int64, seen 
 	writes := len(ops)
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-		Then(append(ops, reads...)...).
-		Else(clientv3.OpGet(key)).
-		Commit()
+	resp, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
+		append(ops, reads...), audit, []clientv3.Op{clientv3.OpGet(key)})
 	if err != nil {
-		return 0, nil, unavailable(err)
+		return 0, nil, err
 	}
 	if !resp.Succeeded {
 		kvs := resp.Responses[0].GetResponseRange().Kvs

@@ -15,6 +15,7 @@ import (
 func followed(t *testing.T, s *Store) {
 	t.Helper()
 	testkit.Run(t, s.Open().Run)
+	testkit.Run(t, s.Feed().Run)
 	testkit.WaitFor(t, s.Open().Ready)
 }
 
@@ -40,6 +41,8 @@ func TestCompletionIsTwoRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, func() bool { _, _, ok := a.Open().stored(r.ID); return ok })
+	// And the audit chain's head by its audit feed.
+	testkit.WaitFor(t, func() bool { h := a.chain.seen.Load(); return h != nil && h.Seq == 1 })
 
 	before := calls.Load()
 	rec, c, err := a.Claim(ctx, r.ID, "", func(rec *record.Record) error { return rec.Claim(alice, time.Now()) })

@@ -111,17 +111,16 @@ func (s *Store) ApplyPolicy(ctx context.Context, doc PolicyDoc) (PolicyDoc, erro
 	} else {
 		ops = append(ops, clientv3.OpPut(key, string(b)))
 	}
-	audit, err := s.auditOps(&record.Record{ID: doc.RequestID, Policy: "gateway-policies", Resource: "policies/" + doc.Name,
+	audit, err := s.auditEvents(&record.Record{ID: doc.RequestID, Policy: "gateway-policies", Resource: "policies/" + doc.Name,
 		Requester: record.Principal{Subject: doc.ProposedBy}},
 		[]record.Event{{At: doc.At, Actor: record.SystemActor, Action: action,
 			Notes: fmt.Sprintf("%s version %d, approved by %s", doc.Name, doc.Version, strings.Join(doc.ApprovedBy, ", "))}}, "")
 	if err != nil {
 		return doc, err
 	}
-	ops = append(ops, audit...)
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(ops...).Commit()
+	resp, err := s.commit(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, ops, audit, nil)
 	if err != nil {
-		return doc, unavailable(err)
+		return doc, err
 	}
 	if !resp.Succeeded {
 		return doc, ErrPolicyChanged

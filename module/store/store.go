@@ -6,7 +6,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -60,6 +59,7 @@ type Store struct {
 	windows [3]atomic.Int64 // the time window (ns) of the last list read of each view: all, a requester's, groups
 	open    *OpenRequests   // this gateway's view of the open requests (Open)
 	audit   *AuditFeed      // this gateway's watch of the audit log (Feed)
+	chain   chain           // the audit chain's head, as this gateway knows it
 }
 
 // New returns a Store using cli, which the caller keeps and closes.
@@ -223,14 +223,10 @@ func (s *Store) AppendAudit(ctx context.Context, e record.AuditEvent) error {
 		return err
 	}
 	e.ID = id
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, err = s.cli.Put(ctx, s.auditKey(id), string(b))
-	return unavailable(err)
+	_, err = s.commit(ctx, nil, nil, []record.AuditEvent{e}, nil)
+	return err
 }
 
 // NewID returns a time-ordered id (a UUIDv7) whose timestamp is t, so that

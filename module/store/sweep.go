@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/auditchain"
 	"github.com/approval-gateway/gateway/module/record"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -124,14 +127,85 @@ func (s *Store) Remove(ctx context.Context, rec *record.Record, rev int64) (bool
 	return resp.Succeeded, nil
 }
 
-// PruneAudit deletes the audit events older than t and returns how many.
-func (s *Store) PruneAudit(ctx context.Context, t time.Time) (int64, error) {
+// PruneAudit deletes the audit events older than t and returns how many,
+// keeping the rest of the chain verifiable: first anchor is called with
+// the seq and hash of the last event to go, to sign a checkpoint that
+// vouches for it, and only then is anything deleted. Only events before
+// every kept one in the chain go (one written later by a gateway whose
+// clock was behind stays, with those after it).
+func (s *Store) PruneAudit(ctx context.Context, t time.Time, anchor func(ctx context.Context, seq int64, hash string) error) (int64, error) {
 	prefix := s.prefix + "audit/"
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Delete(ctx, prefix, clientv3.WithRange(prefix+IDFloor(t)))
-	if err != nil {
-		return 0, unavailable(err)
+	cut := prefix + IDFloor(t)
+	type old struct {
+		key string
+		auditchain.Link
 	}
-	return resp.Deleted, nil
+	var olds []old
+	kept := int64(-1) // the lowest seq kept, among the first events after the cut
+	err := s.EachAuditEvent(ctx, func(id string, raw []byte) bool {
+		var l auditchain.Link
+		_ = json.Unmarshal(raw, &l)
+		if prefix+id < cut {
+			olds = append(olds, old{prefix + id, l})
+			return true
+		}
+		if l.Seq > 0 && (kept < 0 || l.Seq < kept) {
+			kept = l.Seq
+		}
+		return len(olds) > 0 && id < IDFloor(t.Add(time.Minute)) // the first minute after the cut tells
+	})
+	if err != nil || len(olds) == 0 {
+		return 0, err
+	}
+	if kept < 0 {
+		head, err := s.ChainHead(ctx)
+		if err != nil {
+			return 0, err
+		}
+		kept = head.Seq + 1
+	}
+	var last *old
+	for i := range olds {
+		if o := &olds[i]; o.Seq > 0 && o.Seq < kept && (last == nil || o.Seq > last.Seq) {
+			last = o
+		}
+	}
+	if last != nil {
+		if last.Seq != kept-1 {
+			return 0, fmt.Errorf("the audit event before seq %d is not among those to prune: not pruning", kept)
+		}
+		if err := anchor(ctx, last.Seq, last.Hash); err != nil {
+			return 0, err
+		}
+	}
+	var n int64
+	var ops []clientv3.Op
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		cctx, cancel := s.ctx(ctx)
+		defer cancel()
+		resp, err := s.cli.Txn(cctx).Then(ops...).Commit()
+		if err != nil {
+			return unavailable(err)
+		}
+		for _, r := range resp.Responses {
+			n += r.GetResponseDeleteRange().Deleted
+		}
+		ops = ops[:0]
+		return nil
+	}
+	for _, o := range olds {
+		if o.Seq >= kept {
+			continue
+		}
+		ops = append(ops, clientv3.OpDelete(o.key))
+		if len(ops) == 128 {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, flush()
 }

@@ -3,6 +3,7 @@ package approvalstest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,18 @@ func loadContract(svc *approvals.Service) (*contract, error) {
 	// The event stream is declared as text; its body is not checked.
 	openapi3filter.RegisterBodyDecoder("text/event-stream", func(r io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
 		b, err := io.ReadAll(r)
+		return string(b), err
+	})
+	// JSON lines (the audit export) are declared as text: each line must be
+	// a JSON object.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", func(r io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+		b, err := io.ReadAll(r)
+		for line := range strings.Lines(string(b)) {
+			var obj map[string]any
+			if err == nil {
+				err = json.Unmarshal([]byte(line), &obj)
+			}
+		}
 		return string(b), err
 	})
 	return &contract{doc: doc, router: router}, nil

@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/approval-gateway/gateway/module/auditchain"
+	"github.com/approval-gateway/gateway/module/record"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// The audit chain: every transaction that appends audit events links them
+// into one sequence, in the same transaction: each event gets the next
+// seq, the hash of the event before it and its own hash, and the chain's
+// head key moves to the last. The transaction is fenced on the head's mod
+// revision, so two writers (on one gateway or several) cannot give two
+// events one seq; this gateway's writers take turns, and one that lost to
+// another gateway retries with the head it got back.
+
+// chainHead is the last event of the chain, as stored under the head key,
+// with that key's mod revision.
+type chainHead struct {
+	auditchain.Link
+	rev int64
+}
+
+// chain is this gateway's knowledge of the head: what its own writes
+// left, and what the audit feed saw others write (seen), so that a write
+// after another gateway's is not fenced out for a stale head.
+type chain struct {
+	mu    sync.Mutex
+	head  chainHead
+	known bool
+	seen  atomic.Pointer[chainHead]
+}
+
+// learnHead takes the latest chained event of watched audit events as the
+// head (the head key is written in the event's transaction, so at its
+// revision).
+func (s *Store) learnHead(evs []*clientv3.Event) {
+	var last *chainHead
+	for _, ev := range evs {
+		if ev.Type != clientv3.EventTypePut {
+			continue
+		}
+		var l auditchain.Link
+		if json.Unmarshal(ev.Kv.Value, &l) != nil || l.Seq == 0 || (last != nil && l.Seq <= last.Seq) {
+			continue
+		}
+		last = &chainHead{Link: l, rev: ev.Kv.ModRevision}
+	}
+	for last != nil {
+		cur := s.chain.seen.Load()
+		if cur != nil && cur.rev >= last.rev || s.chain.seen.CompareAndSwap(cur, last) {
+			return
+		}
+	}
+}
+
+func (s *Store) chainHeadKey() string { return s.prefix + "audit-chain/head" }
+
+// ChainHead reads the chain's head (seq 0 when the log is empty).
+func (s *Store) ChainHead(ctx context.Context) (auditchain.Link, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.chainHeadKey())
+	if err != nil {
+		return auditchain.Link{}, unavailable(err)
+	}
+	h, err := parseHead(resp.Kvs)
+	return h.Link, err
+}
+
+// parseHead reads the head key's value (absent: the empty chain).
+func parseHead(kvs []*mvccpb.KeyValue) (chainHead, error) {
+	if len(kvs) == 0 {
+		return chainHead{Link: auditchain.Link{Hash: auditchain.Genesis}}, nil
+	}
+	var h chainHead
+	if err := json.Unmarshal(kvs[0].Value, &h.Link); err != nil {
+		return h, errors.New("the audit chain's head does not parse: " + err.Error())
+	}
+	h.rev = kvs[0].ModRevision
+	return h, nil
+}
+
+// linked returns the puts of events, linked after head, and the new head.
+func (s *Store) linked(events []record.AuditEvent, head chainHead) ([]clientv3.Op, auditchain.Link, error) {
+	ops := make([]clientv3.Op, 0, len(events)+1)
+	last := head.Link
+	for _, e := range events {
+		e.Seq, e.PrevHash, e.Hash = last.Seq+1, last.Hash, ""
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, last, err
+		}
+		if e.Hash, err = auditchain.Hash(b); err != nil {
+			return nil, last, err
+		}
+		if b, err = json.Marshal(e); err != nil {
+			return nil, last, err
+		}
+		ops = append(ops, clientv3.OpPut(s.auditKey(e.ID), string(b)))
+		last = auditchain.Link{Seq: e.Seq, PrevHash: e.PrevHash, Hash: e.Hash}
+	}
+	b, err := json.Marshal(last)
+	if err != nil {
+		return nil, last, err
+	}
+	return append(ops, clientv3.OpPut(s.chainHeadKey(), string(b))), last, nil
+}
+
+// maxChainAttempts bounds the tries of a write that other gateways keep
+// fencing out on the chain's head (the store's timeout bounds them too).
+const maxChainAttempts = 100
+
+// commit commits the transaction If(cmps) Then(then) Else(els), with the
+// audit events appended to the chain when it succeeds. Its answer holds
+// the responses of then or of els only. When the caller's own conditions
+// fail it is the caller's to handle; when only the head moved, it is tried
+// again with the new head.
+func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then []clientv3.Op, events []record.AuditEvent, els []clientv3.Op) (*clientv3.TxnResponse, error) {
+	if len(events) == 0 {
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+		return resp, unavailable(err)
+	}
+	s.chain.mu.Lock()
+	defer s.chain.mu.Unlock()
+	key := s.chainHeadKey()
+	for attempt := range maxChainAttempts {
+		if attempt > 1 {
+			// Another gateway keeps winning: step aside a moment, at
+			// random, so that one of us gets through.
+			select {
+			case <-ctx.Done():
+				return nil, unavailable(ctx.Err())
+			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
+			}
+		}
+		if h := s.chain.seen.Load(); h != nil && h.rev > s.chain.head.rev {
+			s.chain.head, s.chain.known = *h, true
+		}
+		if !s.chain.known {
+			resp, err := s.cli.Get(ctx, key)
+			if err != nil {
+				return nil, unavailable(err)
+			}
+			if s.chain.head, err = parseHead(resp.Kvs); err != nil {
+				return nil, err
+			}
+			s.chain.known = true
+		}
+		ops, next, err := s.linked(events, s.chain.head)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := s.cli.Txn(ctx).
+			If(append(cmps[:len(cmps):len(cmps)], clientv3.Compare(clientv3.ModRevision(key), "=", s.chain.head.rev))...).
+			Then(append(then[:len(then):len(then)], ops...)...).
+			Else(append(els[:len(els):len(els)], clientv3.OpGet(key))...).
+			Commit()
+		if err != nil {
+			s.chain.known = false // the outcome is unknown: read the head again
+			return nil, unavailable(err)
+		}
+		if resp.Succeeded {
+			s.chain.head = chainHead{Link: next, rev: resp.Header.Revision}
+			resp.Responses = resp.Responses[:len(then)]
+			return resp, nil
+		}
+		cur, err := parseHead(resp.Responses[len(els)].GetResponseRange().Kvs)
+		if err != nil {
+			return nil, err
+		}
+		moved := cur.rev != s.chain.head.rev
+		s.chain.head = cur
+		if !moved {
+			resp.Responses = resp.Responses[:len(els)]
+			return resp, nil
+		}
+	}
+	return nil, unavailable(errors.New("too much contention on the audit chain"))
+}
+
+// auditEvents are the audit events of a request's history events.
+func (s *Store) auditEvents(rec *record.Record, events []record.Event, clientIP string) ([]record.AuditEvent, error) {
+	out := make([]record.AuditEvent, 0, len(events))
+	for _, e := range events {
+		id, err := NewID(e.At)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, record.AuditEvent{
+			ID: id, At: e.At, Actor: e.Actor, Action: e.Action, RequestID: rec.ID,
+			From: e.From, To: e.To, Notes: e.Notes, ClientIP: clientIP,
+			Policy: rec.Policy, Resource: rec.Resource, Requester: rec.Requester.Subject, Groups: approverGroups(rec),
+		})
+	}
+	return out, nil
+}
+
+func (s *Store) checkpointKey(seq int64) string {
+	return fmt.Sprintf("%saudit-chain/checkpoints/%020d", s.prefix, seq)
+}
+
+// EachAuditEvent calls fn with every audit event as stored, with the id
+// its key names, in key (time) order, until fn returns false.
+func (s *Store) EachAuditEvent(ctx context.Context, fn func(id string, raw []byte) bool) error {
+	prefix := s.prefix + "audit/"
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	for {
+		cctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
+		cancel()
+		if err != nil {
+			return unavailable(err)
+		}
+		for _, kv := range resp.Kvs {
+			if !fn(string(kv.Key[len(prefix):]), kv.Value) {
+				return nil
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// Checkpoints returns the signed checkpoints, oldest first.
+func (s *Store) Checkpoints(ctx context.Context) ([]string, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+"audit-chain/checkpoints/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, string(kv.Value))
+	}
+	return out, nil
+}
+
+// PutCheckpoint stores a signed checkpoint of the chain at seq.
+func (s *Store) PutCheckpoint(ctx context.Context, seq int64, token string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.cli.Put(ctx, s.checkpointKey(seq), token)
+	return unavailable(err)
+}
+
+// LatestCheckpointSeq is the seq of the newest signed checkpoint (0: none).
+func (s *Store) LatestCheckpointSeq(ctx context.Context) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	prefix := s.prefix + "audit-chain/checkpoints/"
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0, unavailable(err)
+	}
+	var seq int64
+	_, err = fmt.Sscanf(string(resp.Kvs[0].Key[len(prefix):]), "%d", &seq)
+	return seq, err
+}
