@@ -105,6 +105,7 @@ func TestBackendRefusesUnapprovedCalls(t *testing.T) {
 	mu.Lock()
 	att := seen[len(seen)-1].Get("Approval-Attestation")
 	mu.Unlock()
+	t.Logf("the approved wipe's attestation: %s", att)
 	for _, c := range []struct{ name, path, body string }{
 		{"another device", "/devices/1/wipe", `{"confirm":true}`},
 		{"another body", "/devices/2/wipe", `{"confirm":false}`},
