@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,10 @@ type chainHead struct {
 // left, and what the audit feed saw others write (seen), so that a write
 // after another gateway's is not fenced out for a stale head.
 type chain struct {
-	mu    sync.Mutex
+	mu      sync.Mutex
+	queue   []*chainWrite // writes waiting for the committer
+	running bool          // a committer runs
+	// head and known belong to the committer (one runs at a time).
 	head  chainHead
 	known bool
 	seen  atomic.Pointer[chainHead]
@@ -121,28 +125,136 @@ func (s *Store) linked(events []record.AuditEvent, head chainHead) ([]clientv3.O
 // fencing out on the chain's head (the store's timeout bounds them too).
 const maxChainAttempts = 100
 
+// maxBatchOps bounds the operations of one batch transaction, under
+// etcd's default limit of 128 per transaction.
+const maxBatchOps = 120
+
+// chainWrite is a transaction waiting to be committed with the chain.
+type chainWrite struct {
+	ctx    context.Context
+	cmps   []clientv3.Cmp
+	then   []clientv3.Op
+	events []record.AuditEvent
+	els    []clientv3.Op
+	spans  []span // the keys it reads or writes
+	resp   *clientv3.TxnResponse
+	err    error
+	done   chan struct{}
+}
+
+func (w *chainWrite) finish(resp *clientv3.TxnResponse, err error) {
+	w.resp, w.err = resp, err
+	close(w.done)
+}
+
 // commit commits the transaction If(cmps) Then(then) Else(els), with the
 // audit events appended to the chain when it succeeds. Its answer holds
 // the responses of then or of els only. When the caller's own conditions
 // fail it is the caller's to handle; when only the head moved, it is tried
 // again with the new head.
+//
+// Writes with events are committed by one goroutine per store, in batches:
+// the writes waiting meanwhile that touch no key in common go in one
+// transaction (their conditions and the head's, their operations, their
+// events linked in turn), so that the chain's order costs one round trip
+// for many writes, not one each. When a condition of the batch fails, it
+// is split in halves, down to the write that fails, which gets its own
+// answer.
 func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then []clientv3.Op, events []record.AuditEvent, els []clientv3.Op) (*clientv3.TxnResponse, error) {
 	if len(events) == 0 {
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 		return resp, unavailable(err)
 	}
+	w := &chainWrite{ctx: ctx, cmps: cmps, then: then, events: events, els: els, done: make(chan struct{})}
+	w.spans = spansOf(cmps, then, els)
 	s.chain.mu.Lock()
-	defer s.chain.mu.Unlock()
+	s.chain.queue = append(s.chain.queue, w)
+	if !s.chain.running {
+		s.chain.running = true
+		go s.committer()
+	}
+	s.chain.mu.Unlock()
+	<-w.done
+	return w.resp, w.err
+}
+
+// committer commits the waiting writes, batch by batch, until none waits.
+func (s *Store) committer() {
+	for {
+		s.chain.mu.Lock()
+		if len(s.chain.queue) == 0 {
+			s.chain.running = false
+			s.chain.mu.Unlock()
+			return
+		}
+		batch, rest := pickBatch(s.chain.queue)
+		s.chain.queue = rest
+		s.chain.mu.Unlock()
+		s.commitBatch(batch)
+	}
+}
+
+// pickBatch takes from the queue, in order, the writes that share no key
+// with those taken before them and fit in one transaction (the first
+// always); the others wait for the next batch, in order.
+func pickBatch(queue []*chainWrite) (batch, rest []*chainWrite) {
+	ops, cmps := 1, 1 // the head's put and compare
+	for _, w := range queue {
+		n := len(w.then) + len(w.events)
+		fits := len(batch) == 0 || (ops+n <= maxBatchOps && cmps+len(w.cmps) <= maxBatchOps)
+		for _, b := range batch {
+			if overlaps(w.spans, b.spans) {
+				fits = false
+				break
+			}
+		}
+		if !fits {
+			rest = append(rest, w)
+			continue
+		}
+		batch, ops, cmps = append(batch, w), ops+n, cmps+len(w.cmps)
+	}
+	return batch, rest
+}
+
+// commitBatch commits writes in one transaction, linking their events in
+// their order; see commit.
+func (s *Store) commitBatch(batch []*chainWrite) {
+	live := batch[:0]
+	for _, w := range batch {
+		if err := w.ctx.Err(); err != nil {
+			w.finish(nil, unavailable(err)) // its caller gave up before it was sent
+			continue
+		}
+		live = append(live, w)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	failAll := func(err error) {
+		for _, w := range live {
+			w.finish(nil, err)
+		}
+	}
+	var cmps []clientv3.Cmp
+	var then, els []clientv3.Op
+	var events []record.AuditEvent
+	for _, w := range live {
+		cmps = append(cmps, w.cmps...)
+		then = append(then, w.then...)
+		events = append(events, w.events...)
+	}
+	if len(live) == 1 {
+		els = live[0].els
+	}
 	key := s.chainHeadKey()
 	for attempt := range maxChainAttempts {
 		if attempt > 1 {
 			// Another gateway keeps winning: step aside a moment, at
 			// random, so that one of us gets through.
-			select {
-			case <-ctx.Done():
-				return nil, unavailable(ctx.Err())
-			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
-			}
+			time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond))))
 		}
 		if h := s.chain.seen.Load(); h != nil && h.rev > s.chain.head.rev {
 			s.chain.head, s.chain.known = *h, true
@@ -150,16 +262,19 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then []clientv3
 		if !s.chain.known {
 			resp, err := s.cli.Get(ctx, key)
 			if err != nil {
-				return nil, unavailable(err)
+				failAll(unavailable(err))
+				return
 			}
 			if s.chain.head, err = parseHead(resp.Kvs); err != nil {
-				return nil, err
+				failAll(err)
+				return
 			}
 			s.chain.known = true
 		}
 		ops, next, err := s.linked(events, s.chain.head)
 		if err != nil {
-			return nil, err
+			failAll(err)
+			return
 		}
 		resp, err := s.cli.Txn(ctx).
 			If(append(cmps[:len(cmps):len(cmps)], clientv3.Compare(clientv3.ModRevision(key), "=", s.chain.head.rev))...).
@@ -168,25 +283,86 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then []clientv3
 			Commit()
 		if err != nil {
 			s.chain.known = false // the outcome is unknown: read the head again
-			return nil, unavailable(err)
+			failAll(unavailable(err))
+			return
 		}
 		if resp.Succeeded {
 			s.chain.head = chainHead{Link: next, rev: resp.Header.Revision}
-			resp.Responses = resp.Responses[:len(then)]
-			return resp, nil
+			at := 0
+			for _, w := range live {
+				w.finish(&clientv3.TxnResponse{Header: resp.Header, Succeeded: true, Responses: resp.Responses[at : at+len(w.then)]}, nil)
+				at += len(w.then)
+			}
+			return
 		}
 		cur, err := parseHead(resp.Responses[len(els)].GetResponseRange().Kvs)
 		if err != nil {
-			return nil, err
+			failAll(err)
+			return
 		}
 		moved := cur.rev != s.chain.head.rev
 		s.chain.head = cur
-		if !moved {
-			resp.Responses = resp.Responses[:len(els)]
-			return resp, nil
+		if moved {
+			continue
+		}
+		if len(live) == 1 {
+			live[0].finish(&clientv3.TxnResponse{Header: resp.Header, Responses: resp.Responses[:len(els)]}, nil)
+			return
+		}
+		// A write's own condition failed: halves, down to the write that
+		// fails on its own and gets its answer.
+		half := len(live) / 2
+		s.commitBatch(slices.Clone(live[:half]))
+		s.commitBatch(slices.Clone(live[half:]))
+		return
+	}
+	failAll(unavailable(errors.New("too much contention on the audit chain")))
+}
+
+// span is a key range [from, to) a transaction reads or writes; to ""
+// means to the end of the key space.
+type span struct{ from, to string }
+
+// spansOf lists the keys a transaction's conditions and operations
+// touch, nested transactions included.
+func spansOf(cmps []clientv3.Cmp, ops ...[]clientv3.Op) []span {
+	var out []span
+	add := func(key, end []byte) {
+		switch {
+		case len(end) == 0:
+			out = append(out, span{string(key), string(key) + "\x00"})
+		case string(end) == "\x00":
+			out = append(out, span{string(key), ""})
+		default:
+			out = append(out, span{string(key), string(end)})
 		}
 	}
-	return nil, unavailable(errors.New("too much contention on the audit chain"))
+	for _, c := range cmps {
+		add(c.KeyBytes(), c.GetCompare().RangeEnd)
+	}
+	for _, list := range ops {
+		for _, op := range list {
+			if op.IsTxn() {
+				c, t, e := op.Txn()
+				out = append(out, spansOf(c, t, e)...)
+				continue
+			}
+			add(op.KeyBytes(), op.RangeBytes())
+		}
+	}
+	return out
+}
+
+// overlaps reports whether two lists of spans share a key.
+func overlaps(a, b []span) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if (y.to == "" || x.from < y.to) && (x.to == "" || y.from < x.to) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // auditEvents are the audit events of a request's history events.
