@@ -74,8 +74,8 @@ func NewWith(o Options) *API {
 		handle("GET /"+kind, a.list(kind), false)
 		handle("GET /"+kind+"/{id}", a.get(kind), false)
 		handle("POST /"+kind, a.idempotent(a.create(kind)), high)
-		handle("PUT /"+kind+"/{id}", a.idempotent(a.update(kind)), high)
-		handle("PATCH /"+kind+"/{id}", a.idempotent(a.update(kind)), high)
+		handle("PUT /"+kind+"/{id}", a.idempotent(a.update(kind, false)), high)
+		handle("PATCH /"+kind+"/{id}", a.idempotent(a.update(kind, true)), high)
 		handle("DELETE /"+kind+"/{id}", a.idempotent(a.remove(kind)), true)
 	}
 	handle("POST /devices/{id}/wipe", a.idempotent(a.deviceAction("wiped")), true)
@@ -206,24 +206,49 @@ func (a *API) create(kind string) handler {
 	}
 }
 
-func (a *API) update(kind string) handler {
+// update replaces an object (PUT) or applies a JSON merge patch to it
+// (PATCH, RFC 7396: null removes a member, objects merge); its id stays.
+func (a *API) update(kind string, merge bool) handler {
 	return func(r *http.Request) (int, any) {
 		id := r.PathValue("id")
 		o, ok := a.kinds[kind][id]
 		if !ok {
 			return notFound(kind, id)
 		}
-		patch, err := readObject(r)
+		in, err := readObject(r)
 		if err != nil {
 			return badBody(err)
 		}
-		for k, v := range patch {
-			if k != "id" {
-				o[k] = v
-			}
+		if merge {
+			in = mergePatch(o, in).(map[string]any)
 		}
-		return http.StatusOK, o
+		in["id"] = id
+		a.kinds[kind][id] = in
+		return http.StatusOK, in
 	}
+}
+
+// mergePatch applies patch to target as RFC 7396 says.
+func mergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	out := map[string]any{}
+	if ok {
+		for k, v := range t {
+			out[k] = v
+		}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(out, k)
+		} else {
+			out[k] = mergePatch(out[k], v)
+		}
+	}
+	return out
 }
 
 func (a *API) remove(kind string) handler {

@@ -22,6 +22,9 @@ type Flow interface {
 	// Complete claims request id for who and replays it with auth as its
 	// Authorization; the backend's answer is kept in the record.
 	Complete(r *http.Request, who *identity.Identity, id, auth string, next Next) error
+	// Preview is what request id will change, read through next with auth
+	// as the Authorization.
+	Preview(r *http.Request, who *identity.Identity, id, auth string, next Next) (*Preview, error)
 	// Principal is who as records compare people (Record.Can);
 	// IsAdmin whether who is in the admin groups.
 	Principal(who *identity.Identity) record.Principal

@@ -105,6 +105,7 @@ func (s *Service) park(r *http.Request, c parked) (*record.Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec.Warnings = s.quorumWarnings(r.Context(), rec)
 	var sealedCreds []byte
 	if s.sealer != nil && rec.AutoComplete {
 		if sealedCreds, err = s.sealer.Seal(rec.ID, r.Header); err != nil {

@@ -19,6 +19,7 @@ func (s *Service) routes() *http.ServeMux {
 	m.Handle("GET "+a+"/health", s.authed(s.health))
 	m.Handle("GET "+a+"/requests", s.authed(s.list))
 	m.Handle("GET "+a+"/requests/{id}", s.authed(s.get))
+	m.Handle("GET "+a+"/requests/{id}/preview", s.authed(s.preview))
 	m.Handle("POST "+a+"/requests/{id}/approve", s.authed(s.act("approve")))
 	m.Handle("POST "+a+"/requests/{id}/reject", s.authed(s.act("reject")))
 	m.Handle("POST "+a+"/requests/{id}/cancel", s.authed(s.act("cancel")))

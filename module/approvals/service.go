@@ -317,6 +317,7 @@ func (s *Service) authenticate(r *http.Request) (*identity.Identity, error) {
 		s.log.Info("authentication failed", zap.Error(err), zap.String("client_ip", s.clientIP(r)))
 		return nil, e
 	}
+	s.store.SeenMember(who.Subject, who.Groups, s.clock())
 	return who, nil
 }
 

@@ -275,10 +275,14 @@ type page struct {
 	Next     string
 	NextURL  string
 
-	Request                                     *record.Record
-	Body                                        string
-	BodyFolded                                  bool
-	BodySize                                    int
+	Request    *record.Record
+	Body       string
+	BodyFolded bool
+	BodySize   int
+	// Diff is the change the request makes to its target (PUT, PATCH,
+	// DELETE while open); PreviewNote says why there is none.
+	Diff                                        []approvals.PreviewRow
+	PreviewNote                                 string
 	Actions, CanApprove, CanComplete, CanCancel bool
 }
 

@@ -89,6 +89,7 @@ func (c *Console) request(w http.ResponseWriter, r *http.Request, v *visit) {
 		p.Body = string(bytes.ToValidUTF8(body, []byte("\uFFFD")))
 	}
 	p.BodyFolded = len(body) > foldAt
+	c.preview(r, p, v)
 	if msg := r.URL.Query().Get("done"); msg != "" {
 		p.Done = map[string]string{"approve": "Your approval is recorded.", "reject": "The request is rejected; the requester sees your notes.",
 			"cancel": "The request is canceled.", "complete": "The call was sent to the backend; its answer is below."}[msg]
@@ -108,6 +109,37 @@ func (c *Console) request(w http.ResponseWriter, r *http.Request, v *visit) {
 	p.CanCancel = rec.Can(record.ActionCancel, me) == nil
 	p.Actions = p.CanApprove || p.CanComplete || p.CanCancel
 	c.render(w, r, http.StatusOK, "request", p)
+}
+
+// preview puts on the page what an open PUT, PATCH or DELETE will change
+// in its target, read now from the backend as the person.
+func (c *Console) preview(r *http.Request, p *page, v *visit) {
+	rec := p.Request
+	switch rec.Operation.Method {
+	case http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return
+	}
+	if rec.Status.Terminal() || rec.Status == record.Completing {
+		return
+	}
+	auth := r.Header.Get("Authorization")
+	if v.sess != nil && v.sess.Token != "" {
+		auth = "Bearer " + v.sess.Token
+	}
+	next, _ := r.Context().Value(nextKey{}).(approvals.Next)
+	pv, err := c.flow.Preview(r, p.User, rec.ID, auth, next)
+	switch {
+	case err != nil:
+		_, _, msg := approvals.ErrorOf(err)
+		p.PreviewNote = "No preview: " + msg
+	case pv.Current.Status/100 != 2:
+		p.PreviewNote = fmt.Sprintf("No preview: reading the target now, the backend answers %d.", pv.Current.Status)
+	case len(pv.Patch) == 0:
+		p.PreviewNote = "The target already is as this request would leave it."
+	default:
+		p.Diff = pv.Rows()
+	}
 }
 
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, p *page, status int, code string) {

@@ -123,10 +123,13 @@ type Record struct {
 	Operation     Operation     `json:"operation"`
 	PayloadSHA256 string        `json:"payload_sha256"`
 	Approvers     []Requirement `json:"approvers"`
-	CreatedAt     time.Time     `json:"created_at"`
-	UpdatedAt     time.Time     `json:"updated_at"`
-	ExpiresAt     time.Time     `json:"expires_at"`
-	ClaimedAt     *time.Time    `json:"claimed_at,omitempty"`
+	// Warnings say, at park, what may keep the request from its quorum
+	// (a group with fewer members seen than it must approve).
+	Warnings  []string   `json:"warnings,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	ClaimedAt *time.Time `json:"claimed_at,omitempty"`
 	// AutoComplete replays the request inside the approval that meets the
 	// quorum, instead of waiting for the requester.
 	AutoComplete bool `json:"auto_complete,omitempty"`

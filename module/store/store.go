@@ -60,6 +60,7 @@ type Store struct {
 	open    *OpenRequests   // this gateway's view of the open requests (Open)
 	audit   *AuditFeed      // this gateway's watch of the audit log (Feed)
 	chain   chain           // the audit chain's head, as this gateway knows it
+	members members         // the group members this gateway saw (SeenMember)
 }
 
 // New returns a Store using cli, which the caller keeps and closes.
