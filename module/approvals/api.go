@@ -222,6 +222,7 @@ func (s *Service) serveAction(w http.ResponseWriter, r *http.Request, who *ident
 func (s *Service) perform(r *http.Request, who *identity.Identity, id, action string, in actionInput, next Next) (*record.Record, error) {
 	p := s.principal(who)
 	now := s.clock()
+	shown := authOf(who)
 	var fn func(*record.Record) error
 	switch action {
 	case "approve":
@@ -231,10 +232,25 @@ func (s *Service) perform(r *http.Request, who *identity.Identity, id, action st
 			return nil, err
 		}
 		fn = func(rec *record.Record) error {
-			return rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.RequireApprovalNotes}, now)
+			if err := rec.Can(record.ActionApprove, p); err != nil {
+				return err
+			}
+			if err := stepUp(rec, shown, now); err != nil {
+				return err
+			}
+			return rec.Approve(p, record.ApproveInput{Notes: in.Notes, PayloadSHA256: in.PayloadSHA256, RequireNotes: s.RequireApprovalNotes,
+				AuthTime: shown.authTime, ACR: shown.acr, AMR: shown.amr}, now)
 		}
 	case "reject":
-		fn = func(rec *record.Record) error { return rec.Reject(p, in.Notes, now) }
+		fn = func(rec *record.Record) error {
+			if err := rec.Can(record.ActionReject, p); err != nil {
+				return err
+			}
+			if err := stepUp(rec, shown, now); err != nil {
+				return err
+			}
+			return rec.Reject(p, in.Notes, now)
+		}
 	case "cancel":
 		fn = func(rec *record.Record) error { return rec.Cancel(p, in.Notes, now) }
 	default:

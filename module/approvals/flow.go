@@ -84,3 +84,17 @@ func ErrorOf(err error) (status int, code, message string) {
 	e := asAPIError(err)
 	return e.status, e.code, e.message
 }
+
+// StepUpOf reports whether err asks for a fresher or stronger
+// authentication (RFC 9470), and what: the most seconds since it
+// (max_age, 0 when not asked) and the classes accepted (acr_values,
+// space-separated).
+func StepUpOf(err error) (maxAge int64, acrValues string, ok bool) {
+	e := asAPIError(err)
+	if e.code != CodeInsufficientAuthentication {
+		return 0, "", false
+	}
+	maxAge, _ = e.extra["max_age"].(int64)
+	acrValues, _ = e.extra["acr_values"].(string)
+	return maxAge, acrValues, true
+}

@@ -92,6 +92,9 @@ func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Rec
 		AutoComplete:     c.d.Complete == "auto" || (c.d.Complete == "" && s.AutoComplete),
 		History:          []record.Event{{At: c.now, Actor: c.who.Subject, Action: "parked", To: record.NeedsApproval, Notes: just}},
 	}
+	if a := c.d.ApproverAuth; a != nil {
+		rec.ApproverAuth = &record.AuthRequirement{MaxAge: record.Duration(a.MaxAge), ACRValues: a.ACRValues, AMR: a.AMR}
+	}
 	return rec, nil
 }
 

@@ -113,6 +113,9 @@ func writeError(w http.ResponseWriter, err error) {
 	switch e.status {
 	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		if e.code == CodeInsufficientAuthentication {
+			h.Set("WWW-Authenticate", challenge(e))
+		}
 		if e.extra["no_token"] == true {
 			h.Set("WWW-Authenticate", "Bearer")
 			delete(body, "no_token")

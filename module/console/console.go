@@ -131,7 +131,7 @@ func New(d Deps, o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []string{"list", "request", "login", "error"} {
+	for _, p := range []string{"list", "request", "login", "error", "stepup"} {
 		t, err := base.Clone()
 		if err == nil {
 			_, err = t.New("main").Parse(`{{template "` + p + `-main" .}}`)
@@ -250,16 +250,23 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, v *visit) {
 		}
 		err = c.flow.Complete(r, v.who, id, auth, next)
 	} else {
-		_, err = c.flow.Act(r, v.who, id, action, r.PostFormValue("notes"), r.PostFormValue("payload_sha256"), next)
+		notes, hash := r.PostFormValue("notes"), r.PostFormValue("payload_sha256")
+		_, err = c.flow.Act(r, v.who, id, action, notes, hash, next)
+		if err != nil && c.stepUp(w, r, v, err, pendingAction{ID: id, Action: action, Notes: notes, PayloadSHA256: hash}) {
+			return
+		}
 	}
+	http.Redirect(w, r, c.outcome(id, action, err), http.StatusSeeOther)
+}
+
+// outcome is the request's page with the outcome of an action on it.
+func (c *Console) outcome(id, action string, err error) string {
 	target := c.prefix + "/requests/" + id
 	if err != nil {
 		_, code, _ := approvals.ErrorOf(err)
-		target += "?error=" + url.QueryEscape(code)
-	} else {
-		target += "?done=" + url.QueryEscape(action)
+		return target + "?error=" + url.QueryEscape(code)
 	}
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	return target + "?done=" + url.QueryEscape(action)
 }
 
 // page is what the templates see.
@@ -281,8 +288,10 @@ type page struct {
 	BodySize   int
 	// Diff is the change the request makes to its target (PUT, PATCH,
 	// DELETE while open); PreviewNote says why there is none.
-	Diff                                        []approvals.PreviewRow
-	PreviewNote                                 string
+	Diff        []approvals.PreviewRow
+	PreviewNote string
+	// StepUpURL is where a person signs in again for a step-up.
+	StepUpURL                                   string
 	Actions, CanApprove, CanComplete, CanCancel bool
 }
 

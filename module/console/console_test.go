@@ -38,6 +38,13 @@ type consoleHarness struct {
 
 func newConsoleHarness(t *testing.T) *consoleHarness {
 	t.Helper()
+	return newConsoleHarnessWith(t, "")
+}
+
+// newConsoleHarnessWith is newConsoleHarness with the policies in
+// policyDir.
+func newConsoleHarnessWith(t *testing.T, policyDir string) *consoleHarness {
+	t.Helper()
 	chromium := browserkit.Chromium(t)
 	idp := newOIDCProvider(t)
 	ver, err := identity.New(identity.Options{JWKSURL: idp.Issuer + "/jwks", Issuer: idp.Issuer, Audience: consoleClient})
@@ -45,7 +52,7 @@ func newConsoleHarness(t *testing.T) *consoleHarness {
 		t.Fatal(err)
 	}
 	t.Cleanup(ver.Close)
-	h := approvalstest.New(t, "", func(o *approvalstest.Options) {
+	h := approvalstest.New(t, policyDir, func(o *approvalstest.Options) {
 		o.Identity = ver
 		o.Clock = time.Now // the browser's relative times need the real clock
 	})

@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/record"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
@@ -57,6 +60,14 @@ type loginState struct {
 	Nonce    string `json:"n"`
 	Next     string `json:"x"`
 	Expires  int64  `json:"e"`
+	// Pending is an approval or rejection that asked for a fresh
+	// authentication (step-up): carried out once its person is back.
+	Pending *pendingAction `json:"p,omitempty"`
+}
+
+// pendingAction is a decision made in the console, waiting for a step-up.
+type pendingAction struct {
+	Subject, ID, Action, Notes, PayloadSHA256 string
 }
 
 func randomString() string {
@@ -77,15 +88,61 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(next, c.prefix+"/") || strings.HasPrefix(next, "//") {
 		next = c.prefix + "/requests?view=received"
 	}
-	st := loginState{State: randomString(), Verifier: oauth2.GenerateVerifier(), Nonce: randomString(), Next: next,
-		Expires: c.clock().Add(10 * time.Minute).Unix()}
+	if u, ok := c.authorization(w, r, p, loginState{Next: next}); ok {
+		http.Redirect(w, r, u, http.StatusFound)
+	}
+}
+
+// authorization starts an authorization (code with PKCE, a nonce) that
+// comes back to st.Next, with the extra parameters (max_age, acr_values),
+// and returns the provider's URL to send the browser to; false when it
+// answered already (a store failure).
+func (c *Console) authorization(w http.ResponseWriter, r *http.Request, p *oidcClient, st loginState, extra ...oauth2.AuthCodeOption) (string, bool) {
+	st.State, st.Verifier, st.Nonce, st.Expires = randomString(), oauth2.GenerateVerifier(), randomString(), c.clock().Add(10*time.Minute).Unix()
 	sealed, err := c.seal(r.Context(), "login", st)
 	if err != nil {
 		c.fail(w, r, &page{}, http.StatusServiceUnavailable, approvals.CodeStoreUnavailable)
-		return
+		return "", false
 	}
 	c.setCookie(w, r, loginCookie, sealed, 600)
-	http.Redirect(w, r, c.oauth(r, p).AuthCodeURL(st.State, oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce)), http.StatusFound)
+	opts := append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(st.Verifier), oidc.Nonce(st.Nonce)}, extra...)
+	return c.oauth(r, p).AuthCodeURL(st.State, opts...), true
+}
+
+// stepUp sends a person whose approval or rejection asked for a fresher or
+// stronger authentication (RFC 9470) through the provider again, asking
+// what the request asks (max_age, acr_values), with the decision to carry
+// out when they are back. It reports false when the console cannot (no
+// provider: an upstream layer authenticates).
+func (c *Console) stepUp(w http.ResponseWriter, r *http.Request, v *visit, err error, pending pendingAction) bool {
+	maxAge, acr, ok := approvals.StepUpOf(err)
+	if !ok || c.o.RequestIdentity || c.o.Issuer == "" {
+		return false
+	}
+	p, perr := c.provider(r.Context())
+	if perr != nil {
+		return false
+	}
+	var extra []oauth2.AuthCodeOption
+	if maxAge > 0 {
+		extra = append(extra, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(maxAge, 10)))
+	} else {
+		extra = append(extra, oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	if acr != "" {
+		extra = append(extra, oauth2.SetAuthURLParam("acr_values", acr))
+	}
+	pending.Subject = v.who.Subject
+	c.log.Info("console step-up", zap.String("subject", v.who.Subject), zap.String("request_id", pending.ID))
+	u, ok := c.authorization(w, r, p, loginState{Next: c.prefix + "/requests/" + pending.ID, Pending: &pending}, extra...)
+	if ok {
+		// A page with the way on, not a redirect: the form's post may not
+		// lead to another site (form-action 'self').
+		_, _, msg := approvals.ErrorOf(err)
+		v.page.Title, v.page.Heading, v.page.Message, v.page.StepUpURL = "Sign in again", "Sign in again to "+pending.Action, msg, u
+		c.render(w, r, http.StatusOK, "stepup", v.page)
+	}
+	return true
 }
 
 // callback finishes the login: exchanges the code with the PKCE verifier,
@@ -146,7 +203,8 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expires := c.clock().Add(c.o.SessionTTL)
-	sess := session{Subject: who.Subject, Groups: who.Groups, Expires: expires.Unix(), ID: randomString(), Token: tok.AccessToken}
+	sess := session{Subject: who.Subject, Groups: who.Groups, Expires: expires.Unix(), ID: randomString(), Token: tok.AccessToken,
+		Auth: authClaims(claims)}
 	sealed, err := c.seal(r.Context(), "session", sess)
 	if err == nil {
 		err = c.store.OpenSession(r.Context(), sess.ID, c.o.SessionTTL)
@@ -158,5 +216,29 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	c.setCookie(w, r, loginCookie, "", -1)
 	c.setCookie(w, r, sessionCookie, sealed, int(c.o.SessionTTL/time.Second))
 	c.log.Info("console login", zap.String("subject", who.Subject))
+	if a := st.Pending; a != nil {
+		// Back from a step-up: the decision it was asked for, by the same
+		// person only.
+		if a.Subject != who.Subject {
+			http.Redirect(w, r, st.Next+"?error="+url.QueryEscape(record.CodeNotAnApprover), http.StatusSeeOther)
+			return
+		}
+		who.Claims = sess.Auth
+		next, _ := r.Context().Value(nextKey{}).(approvals.Next)
+		_, err := c.flow.Act(r, who, a.ID, a.Action, a.Notes, a.PayloadSHA256, next)
+		http.Redirect(w, r, c.outcome(a.ID, a.Action, err), http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, st.Next, http.StatusSeeOther)
+}
+
+// authClaims are the ID token's claims about the authentication itself.
+func authClaims(claims map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, k := range []string{"auth_time", "acr", "amr"} {
+		if v, ok := claims[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -164,6 +164,8 @@ func (c *Console) explainCode(code string, st record.Status) string {
 	switch code {
 	case record.CodeSelfApproval:
 		return "You can't approve or reject your own request: another approver has to."
+	case approvals.CodeInsufficientAuthentication:
+		return "This request asks you to have signed in more recently, or more strongly, before you decide: sign in again, then try again."
 	case record.CodeNotAnApprover:
 		return "You aren't in a group that approves this request."
 	case record.CodeNotTheRequester:

@@ -62,6 +62,9 @@ type session struct {
 	// Token is the provider's access token: the replay of a completion
 	// made in the console carries it, as the API's carries the caller's.
 	Token string `json:"t,omitempty"`
+	// Auth is the authentication the ID token stated (auth_time, acr,
+	// amr), which a policy's approver_auth may ask of approvers.
+	Auth map[string]any `json:"a,omitempty"`
 }
 
 func (c *Console) seal(ctx context.Context, purpose string, v any) (string, error) {
@@ -143,7 +146,7 @@ func (c *Console) user(r *http.Request) (*session, *identity.Identity, error) {
 	if err != nil || !open {
 		return nil, nil, err
 	}
-	return &sess, &identity.Identity{Subject: sess.Subject, Groups: sess.Groups}, nil
+	return &sess, &identity.Identity{Subject: sess.Subject, Groups: sess.Groups, Claims: sess.Auth}, nil
 }
 
 func (c *Console) csrfToken(ctx context.Context, sess *session) string {

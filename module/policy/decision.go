@@ -39,6 +39,17 @@ type Decision struct {
 	// BreakGlass lets a require_approval call through at once, recorded as
 	// bypassed.
 	BreakGlass bool `json:"break_glass,omitempty"`
+	// ApproverAuth is the authentication approvers must show (RFC 9470
+	// step-up); nil when the decision asks none.
+	ApproverAuth *AuthRequirement `json:"approver_auth,omitempty"`
+}
+
+// AuthRequirement is a decision's approver_auth: how recently (MaxAge) and
+// how (one of ACRValues, all of AMR) an approver must have authenticated.
+type AuthRequirement struct {
+	MaxAge    time.Duration `json:"max_age,omitempty"`
+	ACRValues []string      `json:"acr_values,omitempty"`
+	AMR       []string      `json:"amr,omitempty"`
 }
 
 // failClosed is the decision used when the policy gives no usable decision.
@@ -47,7 +58,8 @@ var failClosed = Decision{Action: Deny, Policy: "", Reason: "the access policy g
 // decisionKeys are the decision's member names, built once.
 var decisionKeys = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
-	for _, k := range []string{"action", "policy", "resource", "reason", "complete", "expires_in", "dry_run", "break_glass", "approvers", "group", "required"} {
+	for _, k := range []string{"action", "policy", "resource", "reason", "complete", "expires_in", "dry_run", "break_glass", "approvers", "group", "required",
+		"approver_auth", "max_age", "acr_values", "amr"} {
 		m[k] = ast.StringTerm(k)
 	}
 	return m
@@ -139,7 +151,50 @@ func parseDecision(v ast.Value) (Decision, error) {
 		}
 		d.Approvers = append(d.Approvers, Requirement{Group: string(g), Required: n})
 	}
+	if t := m.Get(decisionKeys["approver_auth"]); t != nil {
+		if d.ApproverAuth, err = parseAuthRequirement(t.Value); err != nil {
+			return Decision{}, err
+		}
+	}
 	return d, nil
+}
+
+// parseAuthRequirement reads a decision's approver_auth.
+func parseAuthRequirement(v ast.Value) (*AuthRequirement, error) {
+	m, ok := v.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("decision approver_auth is %s, not an object", ast.ValueName(v))
+	}
+	var a AuthRequirement
+	if t := m.Get(decisionKeys["max_age"]); t != nil {
+		s, ok := t.Value.(ast.String)
+		d, err := time.ParseDuration(string(s))
+		if !ok || err != nil || d <= 0 {
+			return nil, fmt.Errorf("decision approver_auth.max_age %v is not a positive duration", t)
+		}
+		a.MaxAge = d
+	}
+	for key, dst := range map[string]*[]string{"acr_values": &a.ACRValues, "amr": &a.AMR} {
+		t := m.Get(decisionKeys[key])
+		if t == nil {
+			continue
+		}
+		list, ok := t.Value.(*ast.Array)
+		if !ok {
+			return nil, fmt.Errorf("decision approver_auth.%s is not an array of strings", key)
+		}
+		for i := range list.Len() {
+			s, ok := list.Elem(i).Value.(ast.String)
+			if !ok || s == "" {
+				return nil, fmt.Errorf("decision approver_auth.%s[%d] is not a non-empty string", key, i)
+			}
+			*dst = append(*dst, string(s))
+		}
+	}
+	if a.MaxAge == 0 && len(a.ACRValues) == 0 && len(a.AMR) == 0 {
+		return nil, errors.New("decision approver_auth asks nothing: give max_age, acr_values or amr")
+	}
+	return &a, nil
 }
 
 // wholeNumber reads a whole number from a Rego term.

@@ -155,19 +155,23 @@ func TestInputAndData(t *testing.T) {
 
 func TestMalformedDecisionsFailClosed(t *testing.T) {
 	tests := map[string]string{
-		"undefined":          `decision := 1 if { false }`,
-		"not an object":      `decision := "allow"`,
-		"unknown action":     `decision := {"action": "maybe"}`,
-		"action not string":  `decision := {"action": true}`,
-		"no resource":        `decision := {"action": "require_approval", "approvers": [{"group": "a", "required": 1}]}`,
-		"no approvers":       `decision := {"action": "require_approval", "resource": "x", "approvers": []}`,
-		"approver no group":  `decision := {"action": "require_approval", "resource": "x", "approvers": [{"required": 1}]}`,
-		"required zero":      `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 0}]}`,
-		"required fraction":  `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1.5}]}`,
-		"bad expires_in":     `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "expires_in": "soon"}`,
-		"runtime error":      `decision := {"action": "allow", "policy": sprintf("%d", [to_number(input.request.path)])}`,
-		"reason not string":  `decision := {"action": "deny", "reason": 5}`,
-		"bad complete value": `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "complete": "later"}`,
+		"undefined":                   `decision := 1 if { false }`,
+		"not an object":               `decision := "allow"`,
+		"unknown action":              `decision := {"action": "maybe"}`,
+		"action not string":           `decision := {"action": true}`,
+		"no resource":                 `decision := {"action": "require_approval", "approvers": [{"group": "a", "required": 1}]}`,
+		"no approvers":                `decision := {"action": "require_approval", "resource": "x", "approvers": []}`,
+		"approver no group":           `decision := {"action": "require_approval", "resource": "x", "approvers": [{"required": 1}]}`,
+		"required zero":               `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 0}]}`,
+		"required fraction":           `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1.5}]}`,
+		"bad expires_in":              `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "expires_in": "soon"}`,
+		"runtime error":               `decision := {"action": "allow", "policy": sprintf("%d", [to_number(input.request.path)])}`,
+		"reason not string":           `decision := {"action": "deny", "reason": 5}`,
+		"bad complete value":          `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "complete": "later"}`,
+		"approver_auth not an object": `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "approver_auth": "mfa"}`,
+		"approver_auth asks nothing":  `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "approver_auth": {}}`,
+		"bad max_age":                 `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "approver_auth": {"max_age": "soon"}}`,
+		"amr not strings":             `decision := {"action": "require_approval", "resource": "x", "approvers": [{"group": "a", "required": 1}], "approver_auth": {"amr": [1]}}`,
 	}
 	for name, rule := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -194,6 +198,7 @@ decision := {
 	"action": "require_approval", "policy": "rbac", "resource": "roles/1",
 	"approvers": [{"group": "a", "required": 2}, {"group": "b", "required": 1}],
 	"reason": "r", "expires_in": "2h", "complete": "auto",
+	"approver_auth": {"max_age": "15m", "acr_values": ["urn:mfa"], "amr": ["mfa", "hwk"]},
 }
 `})
 	d, err := load(t, dir).DecideCall(context.Background(), call("PUT", "/roles/1", ""), alice, time.Now())
@@ -201,7 +206,8 @@ decision := {
 		t.Fatal(err)
 	}
 	want := Decision{Action: RequireApproval, Policy: "rbac", Resource: "roles/1",
-		Approvers: []Requirement{{"a", 2}, {"b", 1}}, Reason: "r", ExpiresIn: 2 * time.Hour, Complete: "auto"}
+		Approvers: []Requirement{{"a", 2}, {"b", 1}}, Reason: "r", ExpiresIn: 2 * time.Hour, Complete: "auto",
+		ApproverAuth: &AuthRequirement{MaxAge: 15 * time.Minute, ACRValues: []string{"urn:mfa"}, AMR: []string{"mfa", "hwk"}}}
 	if !reflect.DeepEqual(d, want) {
 		t.Fatalf("got %+v", d)
 	}

@@ -59,6 +59,11 @@ type ApproveInput struct {
 	PayloadSHA256 string
 	// RequireNotes refuses an approval without notes.
 	RequireNotes bool
+	// AuthTime, ACR and AMR are the approver's authentication, kept with
+	// the approval.
+	AuthTime *time.Time
+	ACR      string
+	AMR      []string
 }
 
 // IsParty reports whether p may see r: its requester, an eligible approver,
@@ -119,7 +124,8 @@ func (r *Record) Approve(p Principal, in ApproveInput, now time.Time) error {
 		return refuse(CodeNotesRequired, "notes are required to approve")
 	}
 	eligible := r.EligibleGroups(p)
-	all := append(r.approvals(), Approval{Subject: p.Subject, Notes: in.Notes, PayloadSHA256: r.PayloadSHA256, At: now, Eligible: eligible})
+	all := append(r.approvals(), Approval{Subject: p.Subject, Notes: in.Notes, PayloadSHA256: r.PayloadSHA256, At: now, Eligible: eligible,
+		AuthTime: in.AuthTime, ACR: in.ACR, AMR: in.AMR})
 	if !r.assign(all) {
 		return refuse(CodeRequirementMet, "the approvals needed from %s are already given", strings.Join(eligible, ", "))
 	}

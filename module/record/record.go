@@ -80,6 +80,21 @@ type Approval struct {
 	// Eligible lists the required groups the approver was a member of when
 	// approving; quorum counting may assign the approval to any of them.
 	Eligible []string `json:"eligible_groups,omitempty"`
+	// AuthTime, ACR and AMR are the approver's authentication as the
+	// token given with the approval stated it (OpenID Connect claims).
+	AuthTime *time.Time `json:"auth_time,omitempty"`
+	ACR      string     `json:"acr,omitempty"`
+	AMR      []string   `json:"amr,omitempty"`
+}
+
+// AuthRequirement is how recently and how strongly an approver must have
+// authenticated to approve or reject (RFC 9470 step-up): a token whose
+// auth_time is older than MaxAge, whose acr is not one of ACRValues, or
+// whose amr lacks one of AMR falls short.
+type AuthRequirement struct {
+	MaxAge    Duration `json:"max_age,omitempty"`
+	ACRValues []string `json:"acr_values,omitempty"`
+	AMR       []string `json:"amr,omitempty"`
 }
 
 // Requirement is one entry of a decision's approvers: Required approvals
@@ -123,6 +138,9 @@ type Record struct {
 	Operation     Operation     `json:"operation"`
 	PayloadSHA256 string        `json:"payload_sha256"`
 	Approvers     []Requirement `json:"approvers"`
+	// ApproverAuth, when set, is the authentication each approver's token
+	// must show (the decision's approver_auth).
+	ApproverAuth *AuthRequirement `json:"approver_auth,omitempty"`
 	// Warnings say, at park, what may keep the request from its quorum
 	// (a group with fewer members seen than it must approve).
 	Warnings  []string   `json:"warnings,omitempty"`
