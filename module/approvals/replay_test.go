@@ -158,6 +158,11 @@ func TestAutoComplete(t *testing.T) {
 	if a := calls[0].Header.Get("Authorization"); a != "" {
 		t.Fatalf("an approver's or the requester's token reached the backend: %q", a)
 	}
+	// The auto-complete replay is attested like any other.
+	c, _ := verifyAttestation(t, calls[0].Header.Get("Approval-Attestation"), []byte(h.Do("GET", "/.approvals/.well-known/jwks.json", "", "").Raw))
+	if c.Jti != id || c.Sub != "alice" || strings.Join(c.Approvers, ",") != "bob,carol" || c.Req.Target != "/scripts" {
+		t.Fatalf("the auto-complete's attestation: %+v", c)
+	}
 	if got := approvalstest.HistoryActions(h.Record(alice, id)); got != "alice:parked bob:approved carol:approved gateway:completing gateway:completed" {
 		t.Fatalf("history %s", got)
 	}
