@@ -139,6 +139,9 @@ func (c *Console) stepUp(w http.ResponseWriter, r *http.Request, v *visit, err e
 		// A page with the way on, not a redirect: the form's post may not
 		// lead to another site (form-action 'self').
 		_, _, msg := approvals.ErrorOf(err)
+		if _, why, found := strings.Cut(msg, ": "); found && why != "" {
+			msg = strings.ToUpper(why[:1]) + why[1:] // the API's message says what falls short after its lead
+		}
 		v.page.Title, v.page.Heading, v.page.Message, v.page.StepUpURL = "Sign in again", "Sign in again to "+pending.Action, msg, u
 		c.render(w, r, http.StatusOK, "stepup", v.page)
 	}
@@ -216,6 +219,7 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	c.setCookie(w, r, loginCookie, "", -1)
 	c.setCookie(w, r, sessionCookie, sealed, int(c.o.SessionTTL/time.Second))
 	c.log.Info("console login", zap.String("subject", who.Subject))
+	c.store.SeenMember(who.Subject, who.Groups, c.clock()) // a verified ID token: its groups' members, for quorum health
 	if a := st.Pending; a != nil {
 		// Back from a step-up: the decision it was asked for, by the same
 		// person only.

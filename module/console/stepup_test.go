@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -23,6 +24,10 @@ decision := {"action": "require_approval", "policy": "devices", "resource": inpu
 	"approvers": [{"group": "approvers", "required": 1}], "approver_auth": {"max_age": "15m"}}
 `))
 	bob := c.person("bob")
+	testkit.WaitFor(t, func() bool { // his sign-in noted him as a member of approvers
+		resp, err := c.Cli.Get(context.Background(), "/approvals/members/approvers/bob")
+		return err == nil && len(resp.Kvs) == 1
+	})
 	token := c.idp.idToken(t, "alice", consoleClient, consoleSecret, c.GW.URL+"/.approvals/callback")
 	id := c.Expect(c.Do("POST", "/devices/2/wipe", token, `{}`, "Approval-Justification", "INC-4711 phone stolen",
 		"Content-Type", "application/json"), http.StatusAccepted, "").Str("id")
@@ -30,7 +35,7 @@ decision := {"action": "require_approval", "policy": "devices", "resource": inpu
 	bob.Run(chromedp.Navigate(c.GW.URL+"/.approvals/requests/"+id), chromedp.WaitVisible(`textarea[name=notes]`))
 	bob.Run(chromedp.SendKeys(`form[action$="/approve"] textarea[name=notes]`, "confirmed after signing in again"),
 		chromedp.Click(`button[value=approve]`), chromedp.WaitVisible(`a.button.primary`))
-	if got := bob.Text(`main`); !strings.Contains(got, "Sign in again to approve") || !strings.Contains(got, "does not say when you authenticated") {
+	if got := bob.Text(`main`); !strings.Contains(got, "Sign in again to approve") || !strings.Contains(got, "Your token does not say when you authenticated (auth_time).") {
 		t.Fatalf("the step-up page: %s", got)
 	}
 	bob.Screenshot(c.shots, "step-up.png")
@@ -59,6 +64,9 @@ decision := {"action": "require_approval", "policy": "devices", "resource": inpu
 		t.Errorf("bob signed in %d times; want 2: the approval goes through the provider again", logins)
 	}
 	rec := c.Record(token, id) // alice, the requester
+	if strings.Contains(rec.Raw, `"warnings"`) {
+		t.Errorf("bob signed in to the console before the park, yet the park warns: %s", rec.Raw)
+	}
 	appr := rec.Body["approvers"].([]any)[0].(map[string]any)["approvals"].([]any)
 	if rec.Str("status") != "approved" || len(appr) != 1 {
 		t.Fatalf("after the step-up: %s", rec.Raw)
