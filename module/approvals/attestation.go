@@ -93,7 +93,11 @@ func (k *keyring) load(ctx context.Context, now time.Time) (*attest.Set, error) 
 		var ok bool
 		ok, raw, rev, err = k.s.store.PutKeySet(ctx, keySetName, b, rev)
 		if err == nil && ok {
-			k.s.log.Info("attestation keys updated", zap.Int("keys", len(set.Keys)), zap.String("signing", set.Signing(now).ID))
+			signing := ""
+			if key := set.Signing(now); key != nil {
+				signing = key.ID
+			}
+			k.s.log.Info("attestation keys updated", zap.Int("keys", len(set.Keys)), zap.String("signing", signing))
 			k.set, k.read = set, now
 			return set, nil
 		}

@@ -37,20 +37,31 @@ func (s *Service) Checkpoint(ctx context.Context) (int64, error) {
 	if err != nil || latest >= head.Seq {
 		return latest, err
 	}
-	return head.Seq, s.signCheckpoint(ctx, head.Seq, head.Hash)
+	return head.Seq, s.signCheckpoint(ctx, head.Seq, head.Hash, false)
 }
 
-// signCheckpoint signs and stores a checkpoint of the chain at seq.
-func (s *Service) signCheckpoint(ctx context.Context, seq int64, hash string) error {
+// signCheckpoint signs and stores a checkpoint of the chain at seq (an
+// anchor: the log's start after pruning). Its JWS is logged too, so that a
+// copy lives outside the store, where whoever can write etcd cannot reach.
+func (s *Service) signCheckpoint(ctx context.Context, seq int64, hash string, anchor bool) error {
 	set, err := s.keys.current(ctx)
 	if err != nil {
 		return err
 	}
-	tok, err := set.SignCheckpoint(s.Attestation.Issuer, seq, hash, s.clock())
+	tok, err := set.SignCheckpoint(s.Attestation.Issuer, seq, hash, anchor, s.clock())
 	if err != nil {
 		return err
 	}
-	return s.store.PutCheckpoint(ctx, seq, tok)
+	if err := s.store.PutCheckpoint(ctx, seq, tok); err != nil {
+		return err
+	}
+	s.log.Info("audit checkpoint", zap.Int64("seq", seq), zap.String("hash", hash), zap.Bool("anchor", anchor), zap.String("jws", tok))
+	return nil
+}
+
+// signAnchor is signCheckpoint for pruning's anchor.
+func (s *Service) signAnchor(ctx context.Context, seq int64, hash string) error {
+	return s.signCheckpoint(ctx, seq, hash, true)
 }
 
 // RunCheckpoints signs the chain's head every CheckpointInterval while
@@ -60,10 +71,8 @@ func (s *Service) RunCheckpoints(ctx context.Context) {
 		tick := time.NewTicker(s.CheckpointInterval)
 		defer tick.Stop()
 		for {
-			if seq, err := s.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+			if _, err := s.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("signing an audit checkpoint", zap.Error(err))
-			} else if seq > 0 {
-				s.log.Debug("audit checkpoint", zap.Int64("seq", seq))
 			}
 			select {
 			case <-ctx.Done():
@@ -96,22 +105,19 @@ func (s *Service) VerifyAudit(ctx context.Context) (auditchain.Result, error) {
 	if err != nil {
 		return auditchain.Result{}, err
 	}
-	tokens, err := s.store.Checkpoints(ctx)
+	snap, err := s.store.Snapshot(ctx)
 	if err != nil {
 		return auditchain.Result{}, err
 	}
-	cps, bad := auditchain.Checkpoints(tokens, set.Published(s.clock(), true).Public())
+	cps, bad := auditchain.Checkpoints(snap.Checkpoints, set.Published(s.clock(), true).Public())
 	if bad != nil {
-		return auditchain.Result{Checkpoints: len(tokens), FirstBad: bad}, nil
+		return auditchain.Result{Checkpoints: len(snap.Checkpoints), FirstBad: bad}, nil
 	}
-	head, err := s.store.ChainHead(ctx)
-	if err != nil {
-		return auditchain.Result{}, err
-	}
+	head := snap.Head
 	v := auditchain.NewVerifier(cps)
 	q := auditchain.NewSequencer(sequencerWindow, v.Event)
 	var moved *auditchain.Problem
-	err = s.store.EachAuditEvent(ctx, func(id string, raw []byte) bool {
+	err = s.store.EachAuditEventAt(ctx, snap.Rev, func(id string, raw []byte) bool {
 		var e struct {
 			ID  string `json:"id"`
 			Seq int64  `json:"seq"`
@@ -139,7 +145,7 @@ func (s *Service) exportAudit(w http.ResponseWriter, r *http.Request, who *ident
 		writeError(w, fail(http.StatusForbidden, CodeForbidden, "the audit log is for members of the admin groups"))
 		return
 	}
-	tokens, err := s.store.Checkpoints(r.Context())
+	snap, err := s.store.Snapshot(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -147,7 +153,7 @@ func (s *Service) exportAudit(w http.ResponseWriter, r *http.Request, who *ident
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
-	for _, t := range tokens {
+	for _, t := range snap.Checkpoints {
 		_ = enc.Encode(auditchain.CheckpointLine{Checkpoint: t})
 	}
 	q := auditchain.NewSequencer(sequencerWindow, func(raw []byte) bool {
@@ -157,7 +163,7 @@ func (s *Service) exportAudit(w http.ResponseWriter, r *http.Request, who *ident
 		_, err := w.Write([]byte{'\n'})
 		return err == nil
 	})
-	if err := s.store.EachAuditEvent(r.Context(), func(_ string, raw []byte) bool { return q.Push(raw) }); err != nil {
+	if err := s.store.EachAuditEventAt(r.Context(), snap.Rev, func(_ string, raw []byte) bool { return q.Push(raw) }); err != nil {
 		// The answer has started: cut it, so that the export is seen to be
 		// incomplete (its end is not verifiable as whole).
 		s.log.Warn("exporting the audit log", zap.Error(err))

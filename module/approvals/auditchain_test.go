@@ -188,6 +188,16 @@ func TestAuditChainShowsTampering(t *testing.T) {
 	wantBad(t, "events a checkpoint vouches for removed from the end (export)", verifyExport(t, h, nil), 15, "removed from the end")
 	restore(15, 16, 17)
 
+	// The log's start removed up to a checkpoint: a checkpoint vouches for
+	// its seq, but only pruning's anchor may start the log.
+	for s := int64(1); s <= 15; s++ {
+		if _, err := h.Cli.Delete(ctx, string(evs[s].Kv.Key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	both("the log's start removed", 16, "removed from its start")
+	restore(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
 	// Two events swapped between their keys: the log's time order changed.
 	put(evs[9], evs[10].Kv.Value)
 	put(evs[10], evs[9].Kv.Value)
@@ -205,7 +215,7 @@ func TestAuditChainShowsTampering(t *testing.T) {
 	if _, err := forged.Maintain(time.Now(), attest.Schedule{}); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := forged.SignCheckpoint("approval-gateway", 16, strings.Repeat("0", 64), time.Now())
+	tok, _ := forged.SignCheckpoint("approval-gateway", 16, strings.Repeat("0", 64), false, time.Now())
 	if _, err := h.Cli.Put(ctx, "/approvals/audit-chain/checkpoints/00000000000000000016", tok); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +244,7 @@ func TestAuditPruningKeepsTheChainVerifiable(t *testing.T) {
 	if _, err := h.Cli.Delete(context.Background(), "/approvals/audit-chain/checkpoints/", clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	wantBad(t, "no anchor", verifyOnline(t, h), 16, "anchors")
+	wantBad(t, "no anchor", verifyOnline(t, h), 16, "removed from its start")
 }
 
 var _ = approvals.DefaultCheckpointInterval

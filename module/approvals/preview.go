@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/record"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/wI2L/jsondiff"
@@ -66,6 +67,11 @@ func (s *Service) Preview(r *http.Request, who *identity.Identity, id, auth stri
 		}
 	} else if method != http.MethodDelete {
 		return nil, fail(http.StatusUnprocessableEntity, CodeNoPreview, "a "+method+"'s effect is the backend's to decide: previews cover PUT, PATCH and DELETE")
+	}
+	if rec.Operation.WireMethod != "" || inspect.QueryMayOverride(rec.Operation.RawQuery) {
+		// A GET of that target could be another method at the backend, on
+		// the previewer's token: no read is sent.
+		return nil, fail(http.StatusUnprocessableEntity, CodeNoPreview, "the call names a method override: reading its target could do more than read")
 	}
 	cur, raw, err := s.current(r, rec, auth, next)
 	if err != nil {

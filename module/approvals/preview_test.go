@@ -94,4 +94,14 @@ func TestPreviewOfPutDeleteAndPost(t *testing.T) {
 	h = approvalstest.New(t, testkit.WritePolicy(t, appsPolicy), nil)
 	id = h.Park(h.Token("alice", "it-ops"), "POST", "/apps", `{"name": "crm"}`)
 	h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id+"/preview", h.Token("bob", "app-approvers"), ""), http.StatusUnprocessableEntity, "no_preview")
+	// With method_override judge, a PUT sent as POST ?_method=PUT is
+	// parked; a GET of its target could be another method at a backend
+	// that honours _method on any method, on the previewer's token: it is
+	// not sent.
+	h = approvalstest.New(t, testkit.WritePolicy(t, appsPolicy), func(o *approvalstest.Options) { o.JudgeMethodOverride = true })
+	id = h.Park(h.Token("alice", "it-ops"), "POST", "/apps/2?_method=PUT", `{"name": "vpn"}`)
+	h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id+"/preview", h.Token("bob", "app-approvers"), ""), http.StatusUnprocessableEntity, "no_preview")
+	if calls := h.Backend.Calls(); len(calls) != 0 {
+		t.Fatalf("the backend was called: %+v", calls)
+	}
 }

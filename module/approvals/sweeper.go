@@ -67,7 +67,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	if err != nil {
 		return st, err
 	}
-	st.AuditPruned, err = s.store.PruneAudit(ctx, now.Add(-s.AuditRetention), s.signCheckpoint)
+	st.AuditPruned, err = s.store.PruneAudit(ctx, now.Add(-s.AuditRetention), s.signAnchor)
 	return st, err
 }
 

@@ -108,10 +108,14 @@ type CheckpointClaims struct {
 	jwt.RegisteredClaims
 	Seq  int64  `json:"seq"`
 	Hash string `json:"hash"`
+	// Anchor marks the checkpoint of the last event pruning removed: the
+	// log's new start, the only one a log may start after.
+	Anchor bool `json:"anchor,omitempty"`
 }
 
-// SignCheckpoint signs the audit chain's hash at seq, as issuer, at now.
-func (s *Set) SignCheckpoint(issuer string, seq int64, hash string, now time.Time) (string, error) {
+// SignCheckpoint signs the audit chain's hash at seq, as issuer, at now;
+// anchor says it is the log's start after pruning.
+func (s *Set) SignCheckpoint(issuer string, seq int64, hash string, anchor bool, now time.Time) (string, error) {
 	k := s.Signing(now)
 	if k == nil {
 		return "", ErrNoKey
@@ -120,7 +124,7 @@ func (s *Set) SignCheckpoint(issuer string, seq int64, hash string, now time.Tim
 		issuer = DefaultIssuer
 	}
 	return signJWS(k, CheckpointClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: issuer, IssuedAt: jwt.NewNumericDate(now)},
-		Seq: seq, Hash: hash}, CheckpointType)
+		Seq: seq, Hash: hash, Anchor: anchor}, CheckpointType)
 }
 
 // VerifyCheckpoint checks a checkpoint's signature against keys and

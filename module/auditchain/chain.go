@@ -204,10 +204,14 @@ type Result struct {
 	// Checked is the number of events checked.
 	Checked int `json:"checked"`
 	// Checkpoints is the number of signed checkpoints that verified.
-	Checkpoints int      `json:"checkpoints"`
-	FirstBad    *Problem `json:"first_bad,omitempty"`
+	Checkpoints int `json:"checkpoints"`
+	// Unchained is the number of events written before the chain existed
+	// (a store from before it), which come before its first event.
+	Unchained int      `json:"unchained,omitempty"`
+	FirstBad  *Problem `json:"first_bad,omitempty"`
 }
 
 // ErrUnanchored is the problem of a log that does not start at seq 1 and
-// has no signed checkpoint for the event before its first.
-var ErrUnanchored = errors.New("the log does not start at seq 1 and no signed checkpoint anchors its first event")
+// has no signed pruning anchor for the event before its first: events were
+// removed from its start.
+var ErrUnanchored = errors.New("the log does not start at seq 1 and no signed pruning anchor vouches for the event before its first: events were removed from its start")

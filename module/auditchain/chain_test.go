@@ -45,3 +45,25 @@ func TestHash(t *testing.T) {
 		t.Fatal("a repeated member was taken")
 	}
 }
+
+// Events from before the chain (an upgraded store) are counted when they
+// come before its first event; one outside the chain after it is not
+// taken.
+func TestUnchainedEvents(t *testing.T) {
+	first := map[string]any{"id": "b", "seq": 1, "prev_hash": Genesis}
+	raw, _ := json.Marshal(first)
+	first["hash"], _ = Hash(raw)
+	chained, _ := json.Marshal(first)
+	old := []byte(`{"id": "a", "action": "parked"}`)
+	v := NewVerifier(nil)
+	if !v.Event(old) || !v.Event(old) || !v.Event(chained) {
+		t.Fatalf("%+v", v.res.FirstBad)
+	}
+	if res := v.Finish(nil); !res.OK || res.Unchained != 2 || res.Checked != 1 {
+		t.Fatalf("%+v", res)
+	}
+	v = NewVerifier(nil)
+	if v.Event(chained); v.Event(old) || v.Finish(nil).OK {
+		t.Fatal("an event outside the chain after its start was taken")
+	}
+}

@@ -23,20 +23,26 @@ type CheckpointLine struct {
 	Checkpoint string `json:"checkpoint"`
 }
 
-// Checkpoints verifies signed checkpoints against keys and returns the
-// hashes they vouch for, by seq; a checkpoint that does not verify is the
-// log's problem.
-func Checkpoints(tokens []string, keys map[string]ed25519.PublicKey) (map[int64]string, *Problem) {
-	out := map[int64]string{}
+// Checkpoint is what a verified checkpoint vouches for.
+type Checkpoint struct {
+	Hash   string
+	Anchor bool // the log's start after pruning
+}
+
+// Checkpoints verifies signed checkpoints against keys and returns what
+// they vouch for, by seq; a checkpoint that does not verify is the log's
+// problem.
+func Checkpoints(tokens []string, keys map[string]ed25519.PublicKey) (map[int64]Checkpoint, *Problem) {
+	out := map[int64]Checkpoint{}
 	for _, tok := range tokens {
 		c, err := attest.VerifyCheckpoint(tok, keys)
 		if err != nil {
 			return nil, &Problem{Seq: claimedSeq(tok), Reason: "a checkpoint does not verify against the gateway's keys: " + err.Error()}
 		}
-		if prev, ok := out[c.Seq]; ok && prev != c.Hash {
+		if prev, ok := out[c.Seq]; ok && prev.Hash != c.Hash {
 			return nil, &Problem{Seq: c.Seq, Reason: "two signed checkpoints vouch for different hashes at this seq"}
 		}
-		out[c.Seq] = c.Hash
+		out[c.Seq] = Checkpoint{Hash: c.Hash, Anchor: c.Anchor || out[c.Seq].Anchor}
 	}
 	return out, nil
 }

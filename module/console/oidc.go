@@ -60,9 +60,10 @@ type loginState struct {
 	Nonce    string `json:"n"`
 	Next     string `json:"x"`
 	Expires  int64  `json:"e"`
-	// Pending is an approval or rejection that asked for a fresh
-	// authentication (step-up): carried out once its person is back.
-	Pending *pendingAction `json:"p,omitempty"`
+	// Pending names an approval or rejection that asked for a fresh
+	// authentication (step-up), held sealed in the store (its notes may
+	// not fit a cookie): carried out once its person is back.
+	Pending string `json:"p,omitempty"`
 }
 
 // pendingAction is a decision made in the console, waiting for a step-up.
@@ -134,7 +135,16 @@ func (c *Console) stepUp(w http.ResponseWriter, r *http.Request, v *visit, err e
 	}
 	pending.Subject = v.who.Subject
 	c.log.Info("console step-up", zap.String("subject", v.who.Subject), zap.String("request_id", pending.ID))
-	u, ok := c.authorization(w, r, p, loginState{Next: c.prefix + "/requests/" + pending.ID, Pending: &pending}, extra...)
+	held := randomString()
+	sealed, serr := c.seal(r.Context(), "pending", pending)
+	if serr == nil {
+		serr = c.store.Hold(r.Context(), held, []byte(sealed), 10*time.Minute)
+	}
+	if serr != nil {
+		c.fail(w, r, v.page, http.StatusServiceUnavailable, approvals.CodeStoreUnavailable)
+		return true
+	}
+	u, ok := c.authorization(w, r, p, loginState{Next: c.prefix + "/requests/" + pending.ID, Pending: held}, extra...)
 	if ok {
 		// A page with the way on, not a redirect: the form's post may not
 		// lead to another site (form-action 'self').
@@ -220,16 +230,22 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 	c.setCookie(w, r, sessionCookie, sealed, int(c.o.SessionTTL/time.Second))
 	c.log.Info("console login", zap.String("subject", who.Subject))
 	c.store.SeenMember(who.Subject, who.Groups, c.clock()) // a verified ID token: its groups' members, for quorum health
-	if a := st.Pending; a != nil {
-		// Back from a step-up: the decision it was asked for, by the same
-		// person only.
+	if st.Pending != "" {
+		// Back from a step-up: the decision it was asked for (taken once),
+		// by the same person only.
+		var a pendingAction
+		raw, err := c.store.Take(r.Context(), st.Pending)
+		if err != nil || raw == nil || c.open(r.Context(), "pending", string(raw), &a) != nil {
+			http.Redirect(w, r, st.Next+"?error="+url.QueryEscape("step_up_lost"), http.StatusSeeOther)
+			return
+		}
 		if a.Subject != who.Subject {
 			http.Redirect(w, r, st.Next+"?error="+url.QueryEscape(record.CodeNotAnApprover), http.StatusSeeOther)
 			return
 		}
 		who.Claims = sess.Auth
 		next, _ := r.Context().Value(nextKey{}).(approvals.Next)
-		_, err := c.flow.Act(r, who, a.ID, a.Action, a.Notes, a.PayloadSHA256, next)
+		_, err = c.flow.Act(r, who, a.ID, a.Action, a.Notes, a.PayloadSHA256, next)
 		http.Redirect(w, r, c.outcome(a.ID, a.Action, err), http.StatusSeeOther)
 		return
 	}

@@ -164,6 +164,8 @@ func (c *Console) explainCode(code string, st record.Status) string {
 	switch code {
 	case record.CodeSelfApproval:
 		return "You can't approve or reject your own request: another approver has to."
+	case "step_up_lost":
+		return "Your decision was not carried out: the sign-in took too long or was started elsewhere. Decide again."
 	case approvals.CodeInsufficientAuthentication:
 		return "This request asks you to have signed in more recently, or more strongly, before you decide: sign in again, then try again."
 	case record.CodeNotAnApprover:

@@ -155,6 +155,10 @@ func isOverrideHeader(k string) bool {
 	return slices.Contains(OverrideHeaders, k)
 }
 
+// QueryMayOverride reports whether a raw query may name _method (for some
+// backend, on some method): false means surely not.
+func QueryMayOverride(raw string) bool { return mayHoldOverride(raw) }
+
 // mayHoldOverride is a cheap test that a raw query may name _method: it
 // holds "method" in any case, or an escape that could spell it.
 func mayHoldOverride(raw string) bool {

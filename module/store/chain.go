@@ -126,8 +126,13 @@ func (s *Store) linked(events []record.AuditEvent, head chainHead) ([]clientv3.O
 const maxChainAttempts = 100
 
 // maxBatchOps bounds the operations of one batch transaction, under
-// etcd's default limit of 128 per transaction.
-const maxBatchOps = 120
+// etcd's default limit of 128 per transaction; maxBatchBytes its size,
+// under etcd's default request limit of 1.5 MiB (a write larger than it,
+// a park with a body near max_body, goes alone).
+const (
+	maxBatchOps   = 120
+	maxBatchBytes = 1 << 20
+)
 
 // chainWrite is a transaction waiting to be committed with the chain.
 type chainWrite struct {
@@ -137,6 +142,7 @@ type chainWrite struct {
 	events []record.AuditEvent
 	els    []clientv3.Op
 	spans  []span // the keys it reads or writes
+	size   int    // its keys and values, in bytes
 	resp   *clientv3.TxnResponse
 	err    error
 	done   chan struct{}
@@ -167,6 +173,7 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then []clientv3
 	}
 	w := &chainWrite{ctx: ctx, cmps: cmps, then: then, events: events, els: els, done: make(chan struct{})}
 	w.spans = spansOf(cmps, then, els)
+	w.size = sizeOf(then) + 2048*len(events) // an event, linked: about a kilobyte
 	s.chain.mu.Lock()
 	s.chain.queue = append(s.chain.queue, w)
 	if !s.chain.running {
@@ -198,10 +205,10 @@ func (s *Store) committer() {
 // with those taken before them and fit in one transaction (the first
 // always); the others wait for the next batch, in order.
 func pickBatch(queue []*chainWrite) (batch, rest []*chainWrite) {
-	ops, cmps := 1, 1 // the head's put and compare
+	ops, cmps, size := 1, 1, 0 // the head's put and compare
 	for _, w := range queue {
 		n := len(w.then) + len(w.events)
-		fits := len(batch) == 0 || (ops+n <= maxBatchOps && cmps+len(w.cmps) <= maxBatchOps)
+		fits := len(batch) == 0 || (ops+n <= maxBatchOps && cmps+len(w.cmps) <= maxBatchOps && size+w.size <= maxBatchBytes)
 		for _, b := range batch {
 			if overlaps(w.spans, b.spans) {
 				fits = false
@@ -212,7 +219,7 @@ func pickBatch(queue []*chainWrite) (batch, rest []*chainWrite) {
 			rest = append(rest, w)
 			continue
 		}
-		batch, ops, cmps = append(batch, w), ops+n, cmps+len(w.cmps)
+		batch, ops, cmps, size = append(batch, w), ops+n, cmps+len(w.cmps), size+w.size
 	}
 	return batch, rest
 }
@@ -353,6 +360,20 @@ func spansOf(cmps []clientv3.Cmp, ops ...[]clientv3.Op) []span {
 	return out
 }
 
+// sizeOf is the bytes of the keys and values of ops.
+func sizeOf(ops []clientv3.Op) int {
+	n := 0
+	for _, op := range ops {
+		if op.IsTxn() {
+			_, t, e := op.Txn()
+			n += sizeOf(t) + sizeOf(e)
+			continue
+		}
+		n += len(op.KeyBytes()) + len(op.RangeBytes()) + len(op.ValueBytes())
+	}
+	return n
+}
+
 // overlaps reports whether two lists of spans share a key.
 func overlaps(a, b []span) bool {
 	for _, x := range a {
@@ -389,11 +410,17 @@ func (s *Store) checkpointKey(seq int64) string {
 // EachAuditEvent calls fn with every audit event as stored, with the id
 // its key names, in key (time) order, until fn returns false.
 func (s *Store) EachAuditEvent(ctx context.Context, fn func(id string, raw []byte) bool) error {
+	return s.EachAuditEventAt(ctx, 0, fn)
+}
+
+// EachAuditEventAt is EachAuditEvent as the store was at revision rev (0:
+// now, page by page), so that writes made meanwhile are not half seen.
+func (s *Store) EachAuditEventAt(ctx context.Context, rev int64, fn func(id string, raw []byte) bool) error {
 	prefix := s.prefix + "audit/"
 	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	for {
 		cctx, cancel := s.ctx(ctx)
-		resp, err := s.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
+		resp, err := s.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithLimit(500), clientv3.WithRev(rev))
 		cancel()
 		if err != nil {
 			return unavailable(err)
@@ -408,6 +435,35 @@ func (s *Store) EachAuditEvent(ctx context.Context, fn func(id string, raw []byt
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// AuditSnapshot is the chain's head and its signed checkpoints (oldest
+// first) read at one revision, Rev, for a verification or an export to
+// read the events at.
+type AuditSnapshot struct {
+	Head        auditchain.Link
+	Checkpoints []string
+	Rev         int64
+}
+
+// Snapshot reads the chain's head and checkpoints at one revision.
+func (s *Store) Snapshot(ctx context.Context) (AuditSnapshot, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.chainHeadKey()),
+		clientv3.OpGet(s.prefix+"audit-chain/checkpoints/", clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return AuditSnapshot{}, unavailable(err)
+	}
+	head, err := parseHead(resp.Responses[0].GetResponseRange().Kvs)
+	if err != nil {
+		return AuditSnapshot{}, err
+	}
+	snap := AuditSnapshot{Head: head.Link, Rev: resp.Header.Revision}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		snap.Checkpoints = append(snap.Checkpoints, string(kv.Value))
+	}
+	return snap, nil
 }
 
 // Checkpoints returns the signed checkpoints, oldest first.

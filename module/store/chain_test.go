@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,4 +109,24 @@ func TestChainedWritesAreBatched(t *testing.T) {
 	if res := v.Finish(&head); !res.OK || res.Checked != 25 {
 		t.Fatalf("%+v %+v", res, res.FirstBad)
 	}
+}
+
+// Writes are batched up to a size etcd takes in one request: four parks
+// with bodies of 700 KB each, at once, all go through (together they would
+// pass etcd's 1.5 MiB request limit).
+func TestLargeWritesAreNotBatchedPastEtcdsLimit(t *testing.T) {
+	_, srv := etcdkit.Start(t)
+	s, _ := countingStore(t, srv.Endpoint)
+	body := []byte(strings.Repeat("x", 700<<10))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			r := newRecord(fmt.Sprintf("user-%d", i), fmt.Sprintf("apps/%d", i))
+			r.History = []record.Event{{At: time.Now(), Actor: r.Requester.Subject, Action: "parked", To: record.NeedsApproval}}
+			if err := s.Create(ctx, r, body, CreateOptions{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type members struct {
 	lease   clientv3.LeaseID
 	granted time.Time
 	seen    map[string]seenMembers // group → its members as last read
+	gen     int                    // counts the writes that made seen stale
 }
 
 func (s *Store) memberPrefix(group string) string {
@@ -61,9 +63,10 @@ func (s *Store) SeenMember(subject string, groups []string, now time.Time) {
 	}
 	go func() {
 		if err := s.putMembers(key, due, now); err != nil {
+			// Tried again at a sighting a minute from now, not at each.
 			s.members.mu.Lock()
 			for _, g := range due {
-				delete(s.members.written, g+"\x00"+key)
+				s.members.written[g+"\x00"+key] = now.Add(time.Minute - memberRewrite)
 			}
 			s.members.mu.Unlock()
 		}
@@ -87,17 +90,20 @@ func (s *Store) putMembers(key string, groups []string, now time.Time) error {
 		s.members.lease, s.members.granted = lease, now
 		s.members.mu.Unlock()
 	}
-	ops := make([]clientv3.Op, 0, len(groups))
-	for _, g := range groups {
-		ops = append(ops, clientv3.OpPut(s.memberPrefix(g)+url.PathEscape(key), now.UTC().Format(time.RFC3339), clientv3.WithLease(lease)))
-	}
-	if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-		return unavailable(err)
+	for chunk := range slices.Chunk(groups, 100) { // under etcd's 128 operations a transaction
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, g := range chunk {
+			ops = append(ops, clientv3.OpPut(s.memberPrefix(g)+url.PathEscape(key), now.UTC().Format(time.RFC3339), clientv3.WithLease(lease)))
+		}
+		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return unavailable(err)
+		}
 	}
 	s.members.mu.Lock()
 	for _, g := range groups {
 		delete(s.members.seen, g) // read afresh at the next park
 	}
+	s.members.gen++
 	s.members.mu.Unlock()
 	return nil
 }
@@ -109,6 +115,7 @@ func (s *Store) OtherMembers(ctx context.Context, group, subject string, limit i
 	const cacheFor, cacheUpTo = 30 * time.Second, 16
 	s.members.mu.Lock()
 	c, ok := s.members.seen[group]
+	gen := s.members.gen
 	s.members.mu.Unlock()
 	if !ok || time.Since(c.at) > cacheFor || (len(c.keys) == c.asked && limit+1 > c.asked) {
 		asked := max(limit+1, cacheUpTo)
@@ -126,7 +133,9 @@ func (s *Store) OtherMembers(ctx context.Context, group, subject string, limit i
 		if s.members.seen == nil || len(s.members.seen) >= maxMembersKnown {
 			s.members.seen = map[string]seenMembers{}
 		}
-		s.members.seen[group] = c
+		if s.members.gen == gen { // no write of this gateway since the read began
+			s.members.seen[group] = c
+		}
 		s.members.mu.Unlock()
 	}
 	self := s.memberPrefix(group) + url.PathEscape(s.subjectKey(subject))

@@ -64,3 +64,39 @@ func (s *Store) CloseSession(ctx context.Context, id string) (err error) {
 	}
 	return nil
 }
+
+// Held values: something a sign-in carries out when it is back (the
+// console's step-up), too large for a cookie, kept sealed by the caller
+// under a hash of a random id with a lease of ttl, and taken once.
+
+func (s *Store) heldKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return s.prefix + "held/" + hex.EncodeToString(sum[:])
+}
+
+// Hold keeps value under id for ttl.
+func (s *Store) Hold(ctx context.Context, id string, value []byte, ttl time.Duration) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	lease, err := s.cli.Grant(ctx, int64(max(ttl/time.Second, 1)))
+	if err != nil {
+		return unavailable(err)
+	}
+	_, err = s.cli.Put(ctx, s.heldKey(id), string(value), clientv3.WithLease(lease.ID))
+	return unavailable(err)
+}
+
+// Take returns the value held under id and removes it (nil when there is
+// none: taken already, or expired).
+func (s *Store) Take(ctx context.Context, id string) ([]byte, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Delete(ctx, s.heldKey(id), clientv3.WithPrevKV())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(resp.PrevKvs) == 0 {
+		return nil, nil
+	}
+	return resp.PrevKvs[0].Value, nil
+}

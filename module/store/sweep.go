@@ -177,6 +177,14 @@ func (s *Store) PruneAudit(ctx context.Context, t time.Time, anchor func(ctx con
 		if err := anchor(ctx, last.Seq, last.Hash); err != nil {
 			return 0, err
 		}
+		// The checkpoints before it vouch for events that are gone: the
+		// anchor is the log's start now.
+		cctx, cancel := s.ctx(ctx)
+		_, err := s.cli.Delete(cctx, s.prefix+"audit-chain/checkpoints/", clientv3.WithRange(s.checkpointKey(last.Seq)))
+		cancel()
+		if err != nil {
+			return 0, unavailable(err)
+		}
 	}
 	var n int64
 	var ops []clientv3.Op
