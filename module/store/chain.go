@@ -466,21 +466,6 @@ func (s *Store) Snapshot(ctx context.Context) (AuditSnapshot, error) {
 	return snap, nil
 }
 
-// Checkpoints returns the signed checkpoints, oldest first.
-func (s *Store) Checkpoints(ctx context.Context) ([]string, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.prefix+"audit-chain/checkpoints/", clientv3.WithPrefix())
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	out := make([]string, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out = append(out, string(kv.Value))
-	}
-	return out, nil
-}
-
 // PutCheckpoint stores a signed checkpoint of the chain at seq.
 func (s *Store) PutCheckpoint(ctx context.Context, seq int64, token string) error {
 	ctx, cancel := s.ctx(ctx)
