@@ -174,6 +174,11 @@ func (s *Service) applyPolicy(ctx context.Context, rec *record.Record, body []by
 	if err != nil {
 		return record.Result{Error: "applying the policy change: " + err.Error()}
 	}
+	// In force on this gateway before the completion answers (the others
+	// follow by their watch).
+	if _, err := s.loadRuntime(ctx); err != nil {
+		s.log.Warn("loading the runtime policies after a change", zap.Error(err))
+	}
 	b, _ := json.Marshal(doc)
 	s.log.Warn("runtime policy changed", zap.String("policy", name), zap.Int("version", doc.Version),
 		zap.Bool("deleted", doc.Deleted), zap.String("proposed_by", doc.ProposedBy), zap.Strings("approved_by", doc.ApprovedBy))
@@ -183,10 +188,18 @@ func (s *Service) applyPolicy(ctx context.Context, rec *record.Record, body []by
 // loadRuntime reads the runtime policies from the store and puts them in
 // force.
 func (s *Service) loadRuntime(ctx context.Context) (int64, error) {
+	// One load at a time, and never an older read over a newer one (the
+	// watch and a completion both load).
+	s.runtimeMu.Lock()
+	defer s.runtimeMu.Unlock()
 	docs, rev, err := s.store.RuntimePolicies(ctx)
 	if err != nil {
 		return 0, err
 	}
+	if rev < s.runtimeRev {
+		return rev, nil
+	}
+	s.runtimeRev = rev
 	mods := make([]policy.Module, 0, len(docs))
 	for _, d := range docs {
 		mods = append(mods, policy.Module{Name: d.Name, Rego: d.Rego, Data: d.Data})

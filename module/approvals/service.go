@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -179,8 +180,11 @@ type Service struct {
 	mux     *http.ServeMux // the API's routes
 	doc     openAPIDoc     // the API's OpenAPI document, with this prefix
 	// runtimeReady is set once the runtime policies were read from the
-	// store; until then judged calls answer 503.
+	// store; until then judged calls answer 503. runtimeRev is the store
+	// revision of the runtime policies in force (under runtimeMu).
 	runtimeReady atomic.Bool
+	runtimeMu    sync.Mutex
+	runtimeRev   int64
 }
 
 // New checks its arguments, fills in defaults and returns a Service.
