@@ -173,7 +173,7 @@ func (s *Store) commit(ctx context.Context, cmps []clientv3.Cmp, then []clientv3
 	}
 	w := &chainWrite{ctx: ctx, cmps: cmps, then: then, events: events, els: els, done: make(chan struct{})}
 	w.spans = spansOf(cmps, then, els)
-	w.size = sizeOf(then) + 2048*len(events) // an event, linked: about a kilobyte
+	w.size = sizeOf(then) + 2048*len(events) // an event, linked: under 2 KB
 	s.chain.mu.Lock()
 	s.chain.queue = append(s.chain.queue, w)
 	if !s.chain.running {
