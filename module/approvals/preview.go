@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,9 +86,9 @@ func (s *Service) Preview(r *http.Request, who *identity.Identity, id, auth stri
 		if cur.Status/100 != 2 {
 			return p, nil // nothing to merge into
 		}
-		merged, err := jsonpatch.MergePatch(raw, body)
+		merged, err := applyPatch(rec, raw, body)
 		if err != nil {
-			return nil, fail(http.StatusUnprocessableEntity, CodeNoPreview, "the parked body cannot be merged into the current state: "+err.Error())
+			return nil, fail(http.StatusUnprocessableEntity, CodeNoPreview, "the parked body cannot be applied to the current state: "+err.Error())
 		}
 		if err := json.Unmarshal(merged, &p.Proposed); err != nil {
 			return nil, err
@@ -102,6 +103,20 @@ func (s *Service) Preview(r *http.Request, who *identity.Identity, id, auth stri
 		}
 	}
 	return p, nil
+}
+
+// applyPatch applies a parked PATCH body to the current state: as RFC 6902
+// operations when it was sent as application/json-patch+json, else as a
+// JSON merge patch (RFC 7396).
+func applyPatch(rec *record.Record, current, body []byte) ([]byte, error) {
+	if mt, _, _ := mime.ParseMediaType(rec.Operation.Headers.Get("Content-Type")); mt == "application/json-patch+json" {
+		ops, err := jsonpatch.DecodePatch(body)
+		if err != nil {
+			return nil, err
+		}
+		return ops.Apply(current)
+	}
+	return jsonpatch.MergePatch(current, body)
 }
 
 // current reads the target's state: a GET of the stored target through

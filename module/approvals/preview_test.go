@@ -75,6 +75,28 @@ func TestPreviewShowsWhatAPatchWillDo(t *testing.T) {
 	}
 }
 
+// A PATCH sent as application/json-patch+json is applied as RFC 6902
+// operations, not merged.
+func TestPreviewOfAJSONPatch(t *testing.T) {
+	h := approvalstest.New(t, testkit.WritePolicy(t, appsPolicy), nil)
+	backend := httptest.NewServer(adminapi.New())
+	t.Cleanup(backend.Close)
+	proxy := approvalstest.ProxyTo(backend.URL)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Svc.ServeHTTP(w, r, proxy); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(gw.Close)
+	c := testkit.NewClient(t, gw.URL)
+	id := c.Expect(c.Do("PATCH", "/apps/1", h.Token("alice", "it-ops"), `[{"op": "replace", "path": "/version", "value": "3.0.0"}, {"op": "remove", "path": "/name"}]`,
+		"Content-Type", "application/json-patch+json", "Approval-Justification", "CHG-8"), http.StatusAccepted, "").Str("id")
+	p := c.Expect(c.Do("GET", "/.approvals/api/v1/requests/"+id+"/preview", h.Token("bob", "app-approvers"), ""), http.StatusOK, "")
+	if !reflect.DeepEqual(p.Body["proposed"], map[string]any{"id": "1", "version": "3.0.0"}) {
+		t.Fatalf("proposed %v", p.Body["proposed"])
+	}
+}
+
 // A PUT's proposed state is its body; a DELETE's is null, its patch one
 // that removes the whole; a POST has no preview; nobody but the parties
 // sees one.
