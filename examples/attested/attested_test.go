@@ -63,15 +63,8 @@ func TestBackendRefusesUnapprovedCalls(t *testing.T) {
 
 	h := approvalstest.New(t, testkit.WritePolicy(t, policy), func(o *approvalstest.Options) { o.Clock = time.Now })
 	jwksURL = h.GW.URL + "/.approvals/.well-known/jwks.json"
-	proxy := approvalstest.ProxyTo(backend.URL)
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Svc.ServeHTTP(w, r, proxy); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-		}
-	}))
-	t.Cleanup(gw.Close)
 	alice := h.Token("alice", "it-ops")
-	via := testkit.NewClient(t, gw.URL)
+	via := h.Before(backend.URL)
 	direct := testkit.NewClient(t, backend.URL)
 	state := func(id string) string {
 		t.Helper()

@@ -27,14 +27,7 @@ func previewed(t *testing.T, method, body string) (map[string]any, *testkit.Clie
 	h := approvalstest.New(t, testkit.WritePolicy(t, appsPolicy), nil)
 	backend := httptest.NewServer(adminapi.New())
 	t.Cleanup(backend.Close)
-	proxy := approvalstest.ProxyTo(backend.URL)
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Svc.ServeHTTP(w, r, proxy); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-		}
-	}))
-	t.Cleanup(gw.Close)
-	c := testkit.NewClient(t, gw.URL)
+	c := h.Before(backend.URL)
 	id := c.Expect(c.Do(method, "/apps/1", h.Token("alice", "it-ops"), body, "Content-Type", "application/json",
 		"Approval-Justification", "CHG-7 payroll 1.5"), http.StatusAccepted, "").Str("id")
 	p := c.Expect(c.Do("GET", "/.approvals/api/v1/requests/"+id+"/preview", h.Token("bob", "app-approvers"), ""), http.StatusOK, "")
@@ -81,14 +74,7 @@ func TestPreviewOfAJSONPatch(t *testing.T) {
 	h := approvalstest.New(t, testkit.WritePolicy(t, appsPolicy), nil)
 	backend := httptest.NewServer(adminapi.New())
 	t.Cleanup(backend.Close)
-	proxy := approvalstest.ProxyTo(backend.URL)
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Svc.ServeHTTP(w, r, proxy); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-		}
-	}))
-	t.Cleanup(gw.Close)
-	c := testkit.NewClient(t, gw.URL)
+	c := h.Before(backend.URL)
 	id := c.Expect(c.Do("PATCH", "/apps/1", h.Token("alice", "it-ops"), `[{"op": "replace", "path": "/version", "value": "3.0.0"}, {"op": "remove", "path": "/name"}]`,
 		"Content-Type", "application/json-patch+json", "Approval-Justification", "CHG-8"), http.StatusAccepted, "").Str("id")
 	p := c.Expect(c.Do("GET", "/.approvals/api/v1/requests/"+id+"/preview", h.Token("bob", "app-approvers"), ""), http.StatusOK, "")

@@ -35,13 +35,14 @@ func (v *Verifier) Event(raw []byte) bool {
 		return false
 	}
 	var l Link
-	if err := json.Unmarshal(raw, &l); err == nil && l.Seq == 0 && l.Hash == "" && v.last == nil && v.ahead == nil {
+	err := json.Unmarshal(raw, &l)
+	if err == nil && l.Seq == 0 && l.Hash == "" && v.last == nil && v.ahead == nil {
 		// Written before the chain existed (an upgraded store): before the
 		// chain's first event only, and counted.
 		v.res.Unchained++
 		return true
 	}
-	if err := json.Unmarshal(raw, &l); err != nil || l.Seq < 1 || l.Hash == "" || l.PrevHash == "" {
+	if err != nil || l.Seq < 1 || l.Hash == "" || l.PrevHash == "" {
 		next := int64(1)
 		if v.last != nil {
 			next = v.last.Seq + 1

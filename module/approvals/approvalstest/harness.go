@@ -121,6 +121,20 @@ func NewOn(t *testing.T, cli *clientv3.Client, srv *etcdembed.Server, policyDir 
 	return h
 }
 
+// Before serves Svc in front of another backend (a real API, not the
+// recording Backend) and returns a client of that gateway.
+func (h *Harness) Before(backend string) *testkit.Client {
+	h.T.Helper()
+	next := ProxyTo(backend)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Svc.ServeHTTP(w, r, next); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	h.T.Cleanup(gw.Close)
+	return testkit.NewClient(h.T, gw.URL)
+}
+
 // Sibling is a second gateway on the same store, as when several gateways
 // share one etcd cluster, logging to logger.
 func (h *Harness) Sibling(logger *zap.Logger) *approvals.Service {
