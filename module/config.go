@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/identity"
+	"github.com/approval-gateway/gateway/module/identity/subject"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/caddyserver/caddy/v2"
 )
@@ -144,15 +145,20 @@ type PlaceholderConfig struct {
 }
 
 // Authenticate reads the identity the upstream layer set; an empty subject
-// is unauthenticated.
+// is unauthenticated, and one with a control character or not UTF-8 is
+// refused.
 func (p *PlaceholderConfig) Authenticate(r *http.Request) (*identity.Identity, error) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
 		return nil, identity.ErrNoToken
 	}
-	sub := strings.TrimSpace(repl.ReplaceAll(p.Subject, ""))
-	if sub == "" {
+	sub := repl.ReplaceAll(p.Subject, "")
+	if strings.TrimSpace(sub) == "" {
 		return nil, identity.ErrNoToken
+	}
+	if err := subject.Check(sub); err != nil {
+		// Kept exactly as the upstream layer gave it, or refused.
+		return nil, err
 	}
 	raw := ""
 	if p.GroupsPlaceholder != "" {

@@ -74,11 +74,14 @@ type Handler struct {
 	MaxJustification int `json:"max_justification,omitempty"`
 	// RequireApprovalNotes refuses approvals without notes.
 	RequireApprovalNotes bool `json:"require_approval_notes,omitempty"`
-	// CaseSensitiveSubjects compares subjects exactly (self-approval, one
-	// approval per identity, the requester's own actions, the pending cap).
-	// Default: by Unicode case folding, since an e-mail address, UPN or
-	// user name reaches the gateway in whatever case the identity provider
-	// passes on. Set it only when subjects are case-sensitive opaque ids.
+	// CaseSensitiveSubjects keeps case apart when refusals compare
+	// subjects (self-approval, one approval per person, the pending cap):
+	// by default they compare by a folded key (RFC 8265's
+	// UsernameCaseMapped, with case folding and white space folded), since
+	// an e-mail address, UPN or user name reaches the gateway in whatever
+	// case the identity provider passes on. Set it only when subjects are
+	// case-sensitive opaque ids. Grants (who the requester is) always
+	// compare the subject exactly as issued.
 	CaseSensitiveSubjects bool `json:"case_sensitive_subjects,omitempty"`
 	// MaxPendingPerIdentity caps each requester's pending requests (429
 	// past it). Default 100; -1 means no cap.
@@ -184,7 +187,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	notifier := notify.New(notify.Options{Store: st, Targets: h.webhooks(repl), Source: "approval-gateway" + h.svc.Prefix,
 		Links: strings.TrimSuffix(repl.ReplaceKnown(h.PublicURL, ""), "/") + h.svc.Prefix, Backoff: h.backoff(),
-		CaseSensitiveSubjects: h.CaseSensitiveSubjects, Metrics: metrics, Logger: h.logger.Named("notify")})
+		Metrics: metrics, Logger: h.logger.Named("notify")})
 
 	runCtx, stop := context.WithCancel(ctx)
 	h.stop, h.done = stop, new(sync.WaitGroup)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -437,38 +438,70 @@ func TestStoreRestartRecovers(t *testing.T) {
 	h.Park(alice, "DELETE", "/apps/2", "")
 }
 
-// TestOnePersonInAnotherCase: tokens whose subject differs from another's
-// only in case are one person for the API too: no self-approval, no second
-// approval toward a quorum, one list of their own requests and one
-// pending cap.
-func TestOnePersonInAnotherCase(t *testing.T) {
+// TestOnePersonInAnotherSpelling: refusals fail safe and grants are
+// exact. Tokens whose subject could be another's (another case, NFD,
+// fullwidth, white space around) cannot approve their own request or
+// approve twice toward a quorum, and share one pending cap; but only the
+// subject exactly as issued is the requester: "Alice" without groups is no
+// party to alice's request (404 for reading and cancelling it), and her
+// own list does not show it.
+func TestOnePersonInAnotherSpelling(t *testing.T) {
 	h := approvalstest.New(t, testkit.WritePolicy(t, `package approval
 
 decision := {"action": "require_approval", "policy": "two", "resource": trim_prefix(input.request.path, "/"),
 	"approvers": [{"group": "approvers", "required": 2}]}
 `), func(o *approvalstest.Options) { o.MaxPendingPerIdentity = 2 })
-	alice, upperAlice := h.Token("alice", "approvers"), h.Token("ALICE", "approvers")
-	bob, capBob, carol := h.Token("bob", "approvers"), h.Token("Bob", "approvers"), h.Token("carol", "approvers")
+	alice := h.Token("alice", "approvers")
+	for i, variant := range []string{"ALICE", "Alice", "\uff41lice", "alice ", " alice"} {
+		id := h.Park(alice, "DELETE", "/roles/"+strconv.Itoa(10+i), "")
+		// With the approver group: a party, refused as the requester.
+		h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token(variant, "approvers"), ""), http.StatusForbidden, "self_approval")
+		h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", h.Token(variant, "approvers"), ""), http.StatusForbidden, "not_the_requester")
+		// Without: no party at all.
+		h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id, h.Token(variant), ""), http.StatusNotFound, "not_found")
+		h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", h.Token(variant), ""), http.StatusNotFound, "not_found")
+		mine := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view=mine", h.Token(variant), ""), http.StatusOK, "")
+		if reqs, _ := mine.Body["requests"].([]any); len(reqs) != 0 {
+			t.Fatalf("%q lists alice's requests as their own: %s", variant, mine.Raw)
+		}
+		h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", alice, ""), http.StatusOK, "")
+	}
 
 	id := h.Park(alice, "DELETE", "/roles/2", "")
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", upperAlice, ""), http.StatusForbidden, "self_approval")
-	h.Approve(bob, id)
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", capBob, ""), http.StatusConflict, "already_approved")
-	rec := h.Approve(carol, id)
+	h.Approve(h.Token("bob", "approvers"), id)
+	for _, bob := range []string{"Bob", "BOB", "\uff42\uff4f\uff42", "bob ", " bob"} {
+		h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token(bob, "approvers"), ""), http.StatusConflict, "already_approved")
+	}
+	h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id, h.Token("jos\u00e9", "approvers"), ""), http.StatusOK, "")
+	rec := h.Approve(h.Token("carol", "approvers"), id)
 	if rec.Str("status") != "approved" {
 		t.Fatalf("status %s", rec.Str("status"))
 	}
-	// ALICE is the requester: she sees the request as hers and completes it.
-	mine := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view=mine", upperAlice, ""), http.StatusOK, "")
+	mine := h.Expect(h.Do("GET", "/.approvals/api/v1/requests?view=mine&status=approved", alice, ""), http.StatusOK, "")
 	if reqs, _ := mine.Body["requests"].([]any); len(reqs) != 1 {
-		t.Fatalf("ALICE's own requests: %s", mine.Raw)
+		t.Fatalf("alice's own requests: %s", mine.Raw)
 	}
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", upperAlice, ""), http.StatusOK, "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", h.Token("ALICE", "approvers"), ""), http.StatusForbidden, "not_the_requester")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
 
-	// The pending cap counts both spellings.
+	// The pending cap counts every spelling as one.
 	h.Park(alice, "DELETE", "/apps/1", "")
-	h.Park(upperAlice, "DELETE", "/apps/2", "")
-	h.Expect(h.Do("DELETE", "/apps/3", alice, "", "Approval-Justification", "j"), http.StatusTooManyRequests, approvals.CodeTooManyPending)
+	h.Park(h.Token("ALICE"), "DELETE", "/apps/2", "")
+	h.Expect(h.Do("DELETE", "/apps/3", h.Token("\uff41lice "), "", "Approval-Justification", "j"), http.StatusTooManyRequests, approvals.CodeTooManyPending)
+}
+
+// TestNFCAndNFDAreOnePerson: one approver spelt in NFC, then NFD, does not
+// meet a two-approver quorum, and the requester in NFD cannot approve.
+func TestNFCAndNFDAreOnePerson(t *testing.T) {
+	h := approvalstest.New(t, testkit.WritePolicy(t, `package approval
+
+decision := {"action": "require_approval", "policy": "two", "resource": trim_prefix(input.request.path, "/"),
+	"approvers": [{"group": "approvers", "required": 2}]}
+`), nil)
+	id := h.Park(h.Token("jos\u00e9", "approvers"), "DELETE", "/roles/2", "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token("jose\u0301", "approvers"), ""), http.StatusForbidden, "self_approval")
+	h.Approve(h.Token("zo\u00eb", "approvers"), id)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token("zoe\u0308", "approvers"), ""), http.StatusConflict, "already_approved")
 }
 
 // TestCaseSensitiveSubjects: with CaseSensitiveSubjects, ids that differ

@@ -147,10 +147,10 @@ type Settings struct {
 	// ReminderLead is how long before a request expires the sweeper raises
 	// an expiring event. Default 24h; negative: no reminders.
 	ReminderLead time.Duration
-	// CaseSensitiveSubjects compares subjects exactly for self-approval,
-	// "one approval per identity" and who the requester is; by default
-	// they are compared by Unicode case folding (record.SubjectKey). The
-	// store must be built with the same setting.
+	// CaseSensitiveSubjects keeps case apart when refusals (self-approval,
+	// one approval per person) compare subjects by subject.Key; grants
+	// always compare them exactly. The store must be built with the same
+	// setting.
 	CaseSensitiveSubjects bool
 	// Attestation configures the attestation every replay carries.
 	Attestation AttestationSettings

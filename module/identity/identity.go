@@ -10,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
+	"github.com/approval-gateway/gateway/module/identity/subject"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -266,6 +269,9 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
 		return nil, fmt.Errorf("invalid token: %w", err)
 	}
+	if !strictClaims(raw) {
+		return nil, errors.New("invalid token: the claims are not I-JSON (invalid UTF-8, a lone surrogate or a repeated claim)")
+	}
 	id, err := v.Identify(claims)
 	if err != nil {
 		return nil, err
@@ -276,22 +282,40 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 	return id, nil
 }
 
+// strictClaims reports whether the claims of a token that verified are
+// I-JSON (RFC 7493), as RFC 7519 asks: Go's JSON decoder would read
+// invalid UTF-8 and lone surrogates as U+FFFD and a repeated claim as its
+// last value, so a subject could differ from what was signed.
+func strictClaims(raw string) bool {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	return err == nil && jsontext.Value(payload).IsValid()
+}
+
 // Identify reads the subject and groups from verified claims, with the
 // configured claim paths (the console uses it for OpenID Connect ID tokens).
+// The subject is kept exactly as issued; one that is empty, holds a
+// control character or is not UTF-8 names nobody (subject.Check).
 func (v *Verifier) Identify(claims map[string]any) (*Identity, error) {
 	sub, ok := lookup(claims, v.subjectClaim)
 	if !ok {
 		return nil, fmt.Errorf("invalid token: no %s claim", strings.Join(v.subjectClaim, "."))
 	}
-	subject, ok := sub.(string)
-	if !ok || strings.TrimSpace(subject) == "" {
-		return nil, fmt.Errorf("invalid token: claim %s is not a non-empty string", strings.Join(v.subjectClaim, "."))
+	sv, ok := sub.(string)
+	if !ok {
+		return nil, fmt.Errorf("invalid token: claim %s is not a string", strings.Join(v.subjectClaim, "."))
+	}
+	if err := subject.Check(sv); err != nil {
+		return nil, fmt.Errorf("invalid token: claim %s: %w", strings.Join(v.subjectClaim, "."), err)
 	}
 	groups, err := groupsOf(claims, v.groupsClaim)
 	if err != nil {
 		return nil, err
 	}
-	return &Identity{Subject: subject, Groups: groups, Claims: claims}, nil
+	return &Identity{Subject: sv, Groups: groups, Claims: claims}, nil
 }
 
 // groupsOf reads the groups claim: absent means no groups; a list of

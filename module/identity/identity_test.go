@@ -120,6 +120,31 @@ func TestHMACTokens(t *testing.T) {
 		{"empty subject", func() string {
 			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "" }), "")
 		}, false, "sub"},
+		{"subject of white space", func() string {
+			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = " \t " }), "")
+		}, false, "empty"},
+		{"subject of one NUL", func() string {
+			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "\x00" }), "")
+		}, false, "control character"},
+		{"subject with a tab", func() string {
+			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\t" }), "")
+		}, false, "control character"},
+		{"subject with a C1 control", func() string {
+			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\u0085" }), "")
+		}, false, "control character"},
+		{"subject with DEL", func() string {
+			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["sub"] = "alice\x7f" }), "")
+		}, false, "control character"},
+		{"subject not UTF-8", func() string {
+			// A payload made by hand can hold any bytes in a string.
+			return signPayload(t, `"sub":"alice"`, "\"sub\":\"alice\xff\"")
+		}, false, "I-JSON"},
+		{"subject with a lone surrogate", func() string {
+			return signPayload(t, `"sub":"alice"`, `"sub":"alice\ud800"`)
+		}, false, "I-JSON"},
+		{"subject twice", func() string {
+			return signPayload(t, `"sub":"alice"`, `"sub":"alice","sub":"bob"`)
+		}, false, "I-JSON"},
 		{"groups a number", func() string {
 			return sign(t, jwt.SigningMethodHS256, secret, claims(func(c jwt.MapClaims) { c["groups"] = 7 }), "")
 		}, false, "groups"},
@@ -157,6 +182,24 @@ func TestHMACTokens(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signPayload signs, with the HMAC secret, the claims of a valid token
+// with old replaced by new in their JSON text: what an encoder would not
+// write.
+func signPayload(t *testing.T, old, new string) string {
+	t.Helper()
+	b, err := json.Marshal(claims(nil))
+	if err != nil || !strings.Contains(string(b), old) {
+		t.Fatalf("the claims %s do not hold %s", b, old)
+	}
+	b = []byte(strings.Replace(string(b), old, new, 1))
+	signing := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + base64.RawURLEncoding.EncodeToString(b)
+	sig, err := jwt.SigningMethodHS256.Sign(signing, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 func TestClaimPaths(t *testing.T) {

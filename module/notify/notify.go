@@ -37,9 +37,10 @@ type Webhook struct {
 	Requesters []string
 }
 
-// wants reports whether target t takes event e of type typ; requesters
-// are compared exactly when exact, else by case folding.
-func (t Webhook) wants(typ string, e record.AuditEvent, exact bool) bool {
+// wants reports whether target t takes event e of type typ. Requesters are
+// compared exactly as issued: routing a request's events to a target is
+// a grant to read them.
+func (t Webhook) wants(typ string, e record.AuditEvent) bool {
 	if len(t.Events) > 0 && !slices.Contains(t.Events, typ) {
 		return false
 	}
@@ -49,8 +50,7 @@ func (t Webhook) wants(typ string, e record.AuditEvent, exact bool) bool {
 	if record.ForApprovers(typ, e.To) {
 		return slices.ContainsFunc(e.Groups, func(g string) bool { return slices.Contains(t.Groups, g) })
 	}
-	requester := record.Principal{Subject: e.Requester, CaseSensitive: exact}
-	return slices.ContainsFunc(t.Requesters, requester.Is)
+	return slices.Contains(t.Requesters, e.Requester)
 }
 
 // Backoff is how a failed delivery is retried: first after Base, then
@@ -77,8 +77,6 @@ type Options struct {
 	// Backoff retries failed deliveries. Default DefaultBackoff; a zero
 	// field takes its default.
 	Backoff Backoff
-	// CaseSensitiveSubjects compares requesters exactly when routing.
-	CaseSensitiveSubjects bool
 	// Metrics, when set, counts deliveries.
 	Metrics interface{ Delivered(target string, ok bool) }
 	// Client posts the deliveries. Default: 10s timeout, no redirects
@@ -95,7 +93,6 @@ type Notifier struct {
 	source  string
 	links   string
 	backoff Backoff
-	exact   bool
 	metrics interface{ Delivered(target string, ok bool) }
 	client  *http.Client
 	clock   func() time.Time
@@ -115,7 +112,7 @@ func New(o Options) *Notifier {
 		b.Attempts = DefaultBackoff.Attempts
 	}
 	n := &Notifier{store: o.Store, targets: o.Targets, source: o.Source, links: o.Links, backoff: b,
-		exact: o.CaseSensitiveSubjects, metrics: o.Metrics, client: o.Client, clock: o.Clock, log: o.Logger}
+		metrics: o.Metrics, client: o.Client, clock: o.Clock, log: o.Logger}
 	if n.client == nil {
 		n.client = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
@@ -187,7 +184,7 @@ func (n *Notifier) deliverTo(ctx context.Context, t Webhook) error {
 		}
 		err = n.store.WatchAudit(ctx, cur, func(c store.AuditCursor, e record.AuditEvent) error {
 			typ := record.EventType(e)
-			if typ != "" && t.wants(typ, e, n.exact) {
+			if typ != "" && t.wants(typ, e) {
 				n.deliver(ctx, t, key, c, e)
 			}
 			if ctx.Err() != nil {

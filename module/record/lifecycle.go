@@ -66,8 +66,8 @@ type ApproveInput struct {
 	AMR      []string
 }
 
-// IsParty reports whether p may see r: its requester, an eligible approver,
-// or an admin.
+// IsParty reports whether p may see r: its requester (exactly: a grant),
+// an eligible approver, or an admin.
 func (r *Record) IsParty(p Principal, admin bool) bool {
 	return admin || p.Is(r.Requester.Subject) || r.IsApprover(p)
 }
@@ -79,7 +79,7 @@ func (r *Record) IsParty(p Principal, admin bool) bool {
 func (r *Record) Can(action Action, p Principal) error {
 	switch action {
 	case ActionApprove, ActionReject:
-		if p.Is(r.Requester.Subject) {
+		if p.CouldBe(r.Requester.Subject) {
 			if action == ActionReject {
 				return refuse(CodeSelfApproval, "you cannot decide on your own request; cancel it instead")
 			}
@@ -101,7 +101,7 @@ func (r *Record) Can(action Action, p Principal) error {
 	}
 	if action == ActionApprove {
 		for _, a := range r.approvals() {
-			if p.Is(a.Subject) {
+			if p.CouldBe(a.Subject) {
 				return refuse(CodeAlreadyApproved, "%s has already approved this request", p.Subject)
 			}
 		}

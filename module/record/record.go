@@ -9,36 +9,31 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/text/cases"
+	"github.com/approval-gateway/gateway/module/identity/subject"
 )
 
 // Principal is an authenticated caller: who they are and their groups.
 type Principal struct {
 	Subject string   `json:"subject"`
 	Groups  []string `json:"groups"`
-	// CaseSensitive compares subjects exactly; by default they are
-	// compared by their Unicode case folding (SubjectKey).
+	// CaseSensitive keeps case apart in the folded comparison of refusals
+	// (CouldBe): for identity providers whose ids differ only by case.
 	CaseSensitive bool `json:"-"`
 }
 
-// SubjectKey is the form in which subjects are compared and indexed: the
-// Unicode case folding of s, so that "Alice", "ALICE" and "alice" (an
-// e-mail address, a UPN or a user name as the identity provider happened
-// to spell it) are one person; or s itself when caseSensitive, for
-// identity providers whose subjects are case-sensitive opaque ids.
-func SubjectKey(s string, caseSensitive bool) string {
-	if caseSensitive {
-		return s
-	}
-	return cases.Fold().String(s)
+// Is reports whether subject is p's own, exactly as the identity provider
+// issued it: the test of every grant (who the requester is, who may read,
+// cancel or complete a request). OpenID Connect's sub is case-sensitive:
+// "Alice" may be another account than "alice".
+func (p Principal) Is(subject string) bool {
+	return p.Subject == subject
 }
 
-// Is reports whether subject names p, under p's comparison rule.
-func (p Principal) Is(subject string) bool {
-	if p.CaseSensitive {
-		return p.Subject == subject
-	}
-	return p.Subject == subject || SubjectKey(p.Subject, false) == SubjectKey(subject, false)
+// CouldBe reports whether subject could name the same person as p: equal
+// under the folded key (subject.Key). It is the test of every refusal
+// (self-approval, one approval per person), which fails safe.
+func (p Principal) CouldBe(other string) bool {
+	return p.Subject == other || subject.Key(p.Subject, p.CaseSensitive) == subject.Key(other, p.CaseSensitive)
 }
 
 // InGroup reports whether p is a member of group.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/identity/subject"
 	"github.com/approval-gateway/gateway/module/record"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -44,15 +45,20 @@ type ListOptions struct {
 	Cursor string
 }
 
+// match reports whether r is listed. The requester's own view is a grant:
+// its index is keyed by subject.Key, so it holds every spelling of the
+// subject, and only the subject exactly as issued is listed. The requester
+// filter of the other views is a search, and folds.
 func (o *ListOptions) match(r *record.Record, exact bool) bool {
-	return (len(o.Statuses) == 0 || slices.Contains(o.Statuses, r.Status)) &&
+	return (o.Requester == "" || r.Requester.Subject == o.Requester) &&
+		(len(o.Statuses) == 0 || slices.Contains(o.Statuses, r.Status)) &&
 		(o.Policy == "" || r.Policy == o.Policy) &&
-		(o.RequestedBy == "" || record.SubjectKey(r.Requester.Subject, exact) == record.SubjectKey(o.RequestedBy, exact)) &&
+		(o.RequestedBy == "" || subject.Key(r.Requester.Subject, exact) == subject.Key(o.RequestedBy, exact)) &&
 		(o.Resource == "" || r.Resource == o.Resource)
 }
 
 func (o *ListOptions) filtered() bool {
-	return len(o.Statuses) > 0 || o.Policy != "" || o.RequestedBy != "" || o.Resource != ""
+	return o.Requester != "" || len(o.Statuses) > 0 || o.Policy != "" || o.RequestedBy != "" || o.Resource != ""
 }
 
 // ErrBadCursor is returned for a cursor that is not an id.

@@ -55,7 +55,8 @@ type openEntry struct {
 // (subjects as compared, names shared between requests).
 type OpenRequest struct {
 	ID string
-	// Requester and ApprovedBy are subject keys (record.SubjectKey).
+	// Requester and ApprovedBy are subject keys (subject.Key): the view
+	// answers who may approve, a question of refusals.
 	Requester string
 	// Groups are the required groups, shared by the requests that require
 	// the same ones.

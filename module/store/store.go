@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/identity/subject"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/google/uuid"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,9 +38,9 @@ type Options struct {
 	// Logger receives what the store does on its own (elections). Default:
 	// none.
 	Logger *zap.Logger
-	// CaseSensitiveSubjects indexes requesters by their subject exactly;
-	// by default by its case folding (record.SubjectKey), so the pending cap
-	// and a requester's list count "Alice" and "alice" as one.
+	// CaseSensitiveSubjects keeps case apart in the subject keys that
+	// requesters are indexed and counted by (subject.Key): by default the
+	// pending cap counts "Alice" and "alice" as one.
 	CaseSensitiveSubjects bool
 }
 
@@ -144,7 +145,7 @@ func (s *Store) requesterIndex(sub string) string {
 }
 
 // subjectKey is the form of a subject in keys and comparisons.
-func (s *Store) subjectKey(sub string) string { return record.SubjectKey(sub, s.exact) }
+func (s *Store) subjectKey(sub string) string { return subject.Key(sub, s.exact) }
 func (s *Store) timeIndex() string            { return s.prefix + "by-time/" }
 
 // indexKeys are the list index keys of a request: by time, by requester,
