@@ -133,7 +133,7 @@ func TestThroughCaddy(t *testing.T) {
 		t.Fatalf("backend saw %d calls, key %d times", len(g.backend.Mutating()), g.backend.Keyed(id))
 	}
 	replayed := g.backend.Calls()[len(g.backend.Calls())-1]
-	if replayed.Header.Get("Approval-Approved-By") != "bob" || replayed.Header.Get("Authorization") != "Bearer "+alice {
+	if replayed.Header.Get("Approval-Approved-By") != `"bob"` || replayed.Header.Get("Authorization") != "Bearer "+alice {
 		t.Fatalf("replayed headers %v", replayed.Header)
 	}
 

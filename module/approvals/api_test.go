@@ -115,7 +115,7 @@ func TestWholeFlow(t *testing.T) {
 	}
 	c := calls[0]
 	want := map[string]string{
-		"Idempotency-Key": id, "Approval-Request-Id": id, "Approval-Approved-By": "bob",
+		"Idempotency-Key": id, "Approval-Request-Id": id, "Approval-Approved-By": `"bob"`,
 		"Authorization": "Bearer " + fresh, "Content-Type": "application/json",
 		"Approval-Justification": "", "Cookie": "",
 	}

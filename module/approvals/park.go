@@ -63,7 +63,8 @@ func (s *Service) justification(r *http.Request, d policy.Decision) (string, err
 // credentials, body), to be replayed byte for byte.
 func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Record, error) {
 	op := record.Operation{
-		Method: c.method.Effective, Path: c.target.Path, RawPath: c.target.RawPath, RawQuery: c.target.RawQuery, Host: r.Host,
+		Method: c.method.Effective, Path: c.target.Path, RawPath: c.target.RawPath, RawQuery: c.target.RawQuery,
+		ForceQuery: c.target.ForceQuery, Host: r.Host,
 		Headers: storableHeaders(r.Header, s.sealer), BodySize: len(c.body), Internal: c.internal,
 	}
 	if c.method.Wire != c.method.Effective {

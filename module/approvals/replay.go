@@ -16,6 +16,7 @@ import (
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
+	"github.com/dunglas/httpsfv"
 	"go.uber.org/zap"
 )
 
@@ -184,17 +185,20 @@ func (s *Service) finishReplay(r *http.Request, rec *record.Record, rev int64, r
 	return final, nil
 }
 
-// replayRequest rebuilds the parked call: the method and raw request
-// target exactly as they were sent and judged (escapes, an override header
-// or _method field included). It carries the complete call's own
-// Authorization (the requester's current token), never a stored one, and
-// goes to whatever next handler the configuration names.
+// replayRequest builds the parked call from what was stored, and from
+// nothing else: the method and raw request target exactly as they were
+// sent and judged (escapes, a bare "?", an override header or _method
+// field included), the stored host and headers, and the stored body framed
+// by its Content-Length. It is a new request, not a copy of r (the
+// complete call, the console's form, or the approval that auto-completes):
+// none of r's query, headers, framing, trailers or body can reach the
+// backend. Of r it keeps only its context (the handler chain's state) and
+// its connection (RemoteAddr, TLS), which the proxy reports as the
+// client's. auth is the Authorization it carries: the requester's current
+// token, or none.
 func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte, auth string) (*http.Request, error) {
 	op := rec.Operation
-	rr := r.Clone(r.Context())
-	rr.Method = op.SentMethod()
-	u := *r.URL
-	u.Path, u.RawPath, u.RawQuery = op.Path, "", op.RawQuery
+	u := &url.URL{Path: op.Path, RawQuery: op.RawQuery, ForceQuery: op.ForceQuery && op.RawQuery == ""}
 	if op.RawPath != "" {
 		p, err := url.PathUnescape(op.RawPath)
 		if err != nil {
@@ -205,28 +209,50 @@ func (s *Service) replayRequest(r *http.Request, rec *record.Record, body []byte
 			return nil, errors.New("the stored path cannot be sent as it was received")
 		}
 	}
-	rr.URL = &u
-	rr.RequestURI = u.RequestURI()
-	if op.Host != "" {
-		rr.Host = op.Host
-	}
-	rr.Header = op.Headers.Clone()
-	if rr.Header == nil {
-		rr.Header = http.Header{}
-	}
+	// What parking drops is dropped again: a record from an older release
+	// cannot bring framing, hop-by-hop or credential headers back.
+	h := storableHeaders(op.Headers, nil)
 	if auth != "" {
-		rr.Header.Set("Authorization", auth)
+		h.Set("Authorization", auth)
 	}
-	rr.Header.Set(IdempotencyKeyHeader, rec.ID)
-	rr.Header.Set(RequestIDHeader, rec.ID)
-	rr.Header.Set(ApprovedByHeader, strings.Join(rec.ApprovedBy(), ", "))
-	rr.Body = http.NoBody
+	approvers, err := approvedByField(rec.ApprovedBy())
+	if err != nil {
+		return nil, err
+	}
+	h.Set(IdempotencyKeyHeader, rec.ID)
+	h.Set(RequestIDHeader, rec.ID)
+	if approvers != "" {
+		h.Set(ApprovedByHeader, approvers) // an empty list is no field
+	}
+	rr := &http.Request{
+		Method: op.SentMethod(), URL: u, RequestURI: u.RequestURI(),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Host: op.Host, Body: http.NoBody, ContentLength: int64(len(body)),
+		RemoteAddr: r.RemoteAddr, TLS: r.TLS,
+	}
 	if len(body) > 0 {
 		rr.Body = readCloser{bytes.NewReader(body)}
 	}
-	rr.ContentLength = int64(len(body))
-	rr.GetBody = nil
-	return rr, nil
+	return rr.WithContext(r.Context()), nil
+}
+
+// approvedByField is the Approval-Approved-By value: a Structured Field
+// List (RFC 9651) of the approvers' subjects in approval order, each a
+// String, or a Display String when it is not ASCII, so that a subject
+// holding a comma is one member and not two.
+func approvedByField(subjects []string) (string, error) {
+	list := make(httpsfv.List, len(subjects))
+	for i, sub := range subjects {
+		var v any = sub
+		for j := 0; j < len(sub); j++ {
+			if sub[j] < 0x20 || sub[j] > 0x7e {
+				v = httpsfv.DisplayString(sub)
+				break
+			}
+		}
+		list[i] = httpsfv.NewItem(v)
+	}
+	return httpsfv.Marshal(list)
 }
 
 type readCloser struct{ *bytes.Reader }

@@ -212,6 +212,21 @@ func TestReadTarget(t *testing.T) {
 	}
 }
 
+// TestReadTargetKeepsABareQuestionMark: "/scripts?" is read as sent, an
+// empty query with its "?", and "/scripts" without one.
+func TestReadTargetKeepsABareQuestionMark(t *testing.T) {
+	for target, want := range map[string]bool{"/scripts?": true, "/scripts": false, "/scripts?x=1": false} {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tgt, err := ReadTarget(u, Options{})
+		if err != nil || tgt.ForceQuery != want || tgt.RawQuery != u.RawQuery {
+			t.Errorf("%s: ForceQuery %v, raw query %q, %v", target, tgt.ForceQuery, tgt.RawQuery, err)
+		}
+	}
+}
+
 func TestReadBody(t *testing.T) {
 	wiped := []byte(`{"wiped":true}`)
 	utf16 := func(e unicode.Endianness, bom unicode.BOMPolicy, s string) []byte {

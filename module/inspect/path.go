@@ -20,6 +20,9 @@ type Target struct {
 	// RawQuery is the query as it is forwarded; Query is it parsed.
 	RawQuery string
 	Query    url.Values
+	// ForceQuery is set when the target ends in a bare "?" (an empty
+	// query, sent as such): it is forwarded, stored and replayed with it.
+	ForceQuery bool
 }
 
 // ReadTarget reads the path and query of a judged call. A path that
@@ -32,7 +35,7 @@ func ReadTarget(u *url.URL, o Options) (Target, error) {
 	if raw == "" {
 		raw = "/"
 	}
-	t := Target{RawPath: raw, RawQuery: u.RawQuery}
+	t := Target{RawPath: raw, RawQuery: u.RawQuery, ForceQuery: u.ForceQuery && u.RawQuery == ""}
 	if why := ambiguity(raw); why != "" && !o.JudgeAmbiguousPaths {
 		return t, refuse(http.StatusBadRequest, CodeAmbiguousPath,
 			"the path holds %s, which backends resolve differently; send the path the backend should see", why)

@@ -262,6 +262,20 @@ func TestPayloadHashCoversEveryPart(t *testing.T) {
 	if PayloadHash(base, []byte("{}")) != h {
 		t.Error("hash is not deterministic")
 	}
+	// A bare "?" is part of the call: "/a?" and "/a" are not one payload,
+	// nor is a bare "?" the same as a wire method or raw path of "?".
+	plain := Operation{Method: "POST", Path: "/a"}
+	bare := plain
+	bare.ForceQuery = true
+	odd := plain
+	odd.RawPath = "?"
+	hashes := map[string]bool{PayloadHash(plain, nil): true, PayloadHash(bare, nil): true, PayloadHash(odd, nil): true}
+	if len(hashes) != 3 {
+		t.Error("a bare ? does not change the payload hash")
+	}
+	if plain.Target() != "/a" || bare.Target() != "/a?" {
+		t.Errorf("targets %q and %q", plain.Target(), bare.Target())
+	}
 }
 
 // TestCanAgreesWithTheActions: for every status, action and kind of

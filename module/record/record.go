@@ -54,12 +54,15 @@ type Operation struct {
 	WireMethod string `json:"wire_method,omitempty"`
 	// Path is the normalized path the policy judged; RawPath the escaped
 	// path as it was sent and is replayed, byte for byte.
-	Path     string      `json:"path"`
-	RawPath  string      `json:"raw_path,omitempty"`
-	RawQuery string      `json:"raw_query,omitempty"`
-	Host     string      `json:"host,omitempty"`
-	Headers  http.Header `json:"headers,omitempty"`
-	BodySize int         `json:"body_size"`
+	Path     string `json:"path"`
+	RawPath  string `json:"raw_path,omitempty"`
+	RawQuery string `json:"raw_query,omitempty"`
+	// ForceQuery records a target sent with a bare "?" (an empty query):
+	// the replay sends it so, and never adds one that was not sent.
+	ForceQuery bool        `json:"force_query,omitempty"`
+	Host       string      `json:"host,omitempty"`
+	Headers    http.Header `json:"headers,omitempty"`
+	BodySize   int         `json:"body_size"`
 	// Internal names a target inside the gateway ("policy": a runtime
 	// policy change) that the replay goes to instead of the backend.
 	Internal string `json:"internal,omitempty"`
@@ -199,8 +202,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // PayloadHash is the SHA-256, in hex, of the canonical form of a stored
 // call: method, host, path, query, headers (sorted by name, values in
 // order) and body, each part length-prefixed so no two calls share a form;
-// then the wire method and raw path when they are set. Approvals are bound
-// to it.
+// then the wire method and raw path when they (or a bare "?") are set, and
+// the bare "?" when it is. Approvals are bound to it.
 func PayloadHash(op Operation, body []byte) string {
 	h := sha256.New()
 	part := func(s string) {
@@ -226,21 +229,25 @@ func PayloadHash(op Operation, body []byte) string {
 		part(strings.Join(op.Headers[k], "\x00"))
 	}
 	part(string(body))
-	if op.WireMethod != "" || op.RawPath != "" {
+	if op.WireMethod != "" || op.RawPath != "" || op.ForceQuery {
 		part(op.WireMethod)
 		part(op.RawPath)
+	}
+	if op.ForceQuery {
+		part("?")
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Target is the request target the replay sends: the raw path (the path,
-// for calls stored before raw paths were) and the raw query.
+// for calls stored before raw paths were) and the raw query, or the bare
+// "?" the call was sent with.
 func (o Operation) Target() string {
 	t := o.RawPath
 	if t == "" {
 		t = o.Path
 	}
-	if o.RawQuery != "" {
+	if o.RawQuery != "" || o.ForceQuery {
 		t += "?" + o.RawQuery
 	}
 	return t
