@@ -411,7 +411,7 @@ func scenarioD(e *env, c config) (scenario, error) {
 				}
 				ok := true
 				for _, approver := range e.approvers {
-					b, err := doJSON("POST", api+a.ID+"/approve", approver, "", []byte(`{"notes":"looks right"}`))
+					b, err := doJSONBody("POST", api+a.ID+"/approve", approver, "", "application/json", []byte(`{"notes":"looks right"}`))
 					if err != nil || b.status != http.StatusOK {
 						fail(fmt.Sprintf("approve: %v %d", err, b.status))
 						ok = false

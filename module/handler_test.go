@@ -122,7 +122,7 @@ func TestThroughCaddy(t *testing.T) {
 	g.Expect(g.Do("POST", api+id+"/approve", alice, ""), http.StatusForbidden, "self_approval")
 	g.Expect(g.Do("POST", api+id+"/approve", token(t, "audrey", "auditors"), ""), http.StatusForbidden, "not_an_approver")
 	g.Expect(g.Do("GET", api+id, eve, ""), http.StatusNotFound, "not_found")
-	g.Expect(g.Do("POST", api+id+"/approve", bob, `{"notes":"ok"}`), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/approve", bob, `{"notes":"ok"}`, "Content-Type", "application/json"), http.StatusOK, "")
 
 	a = g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
 	if a.Raw != `{"done":"DELETE /apps/1"}` || a.Header.Get("Approval-Request-Id") != id {
@@ -140,7 +140,7 @@ func TestThroughCaddy(t *testing.T) {
 	// Reject with notes, and cancel.
 	id = g.Expect(g.Do("POST", "/roles", alice, `{"name":"root"}`, "Approval-Justification", "x"), http.StatusAccepted, "").Body["id"].(string)
 	g.Expect(g.Do("POST", api+id+"/reject", bob, ""), http.StatusBadRequest, "notes_required")
-	g.Expect(g.Do("POST", api+id+"/reject", bob, `{"notes":"no root roles"}`), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/reject", bob, `{"notes":"no root roles"}`, "Content-Type", "application/json"), http.StatusOK, "")
 	id = g.Expect(g.Do("POST", "/roles", alice, `{"name":"root"}`, "Approval-Justification", "x"), http.StatusAccepted, "").Body["id"].(string)
 	g.Expect(g.Do("POST", api+id+"/cancel", bob, ""), http.StatusForbidden, "not_the_requester")
 	g.Expect(g.Do("POST", api+id+"/cancel", alice, ""), http.StatusOK, "")
@@ -188,7 +188,7 @@ func TestReloadKeepsPendingRequests(t *testing.T) {
 	g.load("max_justification 500")
 	g.load("require_approval_notes")
 	g.Expect(g.Do("POST", api+id+"/approve", bob, ""), http.StatusBadRequest, "notes_required")
-	g.Expect(g.Do("POST", api+id+"/approve", bob, `{"notes":"after two reloads"}`), http.StatusOK, "")
+	g.Expect(g.Do("POST", api+id+"/approve", bob, `{"notes":"after two reloads"}`, "Content-Type", "application/json"), http.StatusOK, "")
 	g.Expect(g.Do("POST", api+id+"/complete", alice, ""), http.StatusOK, "")
 	if g.backend.Keyed(id) != 1 {
 		t.Fatalf("replayed %d times", g.backend.Keyed(id))

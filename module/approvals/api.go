@@ -2,9 +2,7 @@ package approvals
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,16 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/approval-gateway/gateway/module/identity"
-	"github.com/approval-gateway/gateway/module/inspect"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/approval-gateway/gateway/module/store"
 	"go.uber.org/zap"
-)
-
-// maxActionBody bounds the JSON body of an action call; maxNotes the notes.
-const (
-	maxActionBody = 64 << 10
-	maxNotes      = 4000
 )
 
 // errNotParty hides a request from a caller who is no party to it.
@@ -161,12 +152,6 @@ func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*rec
 	return rec, body, nil
 }
 
-// actionInput is the JSON body of approve, reject, cancel and complete.
-type actionInput struct {
-	Notes         string `json:"notes"`
-	PayloadSHA256 string `json:"payload_sha256"`
-}
-
 // act serves one action on a request: approve, reject, cancel or complete.
 func (s *Service) act(action string) func(http.ResponseWriter, *http.Request, *identity.Identity) {
 	return func(w http.ResponseWriter, r *http.Request, who *identity.Identity) {
@@ -175,30 +160,12 @@ func (s *Service) act(action string) func(http.ResponseWriter, *http.Request, *i
 }
 
 // serveAction reads the body of an action call (notes, and the payload hash
-// from it or from If-Match) and takes the action.
+// from it or from If-Match; readActionInput) and takes the action.
 func (s *Service) serveAction(w http.ResponseWriter, r *http.Request, who *identity.Identity, action string) {
 	id, next := r.PathValue("id"), nextOf(r)
-	var in actionInput
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxActionBody+1))
-	switch {
-	case err != nil:
-		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "reading the body failed"))
-		return
-	case len(body) > maxActionBody:
-		writeError(w, inspect.TooLarge(maxActionBody))
-		return
-	case len(strings.TrimSpace(string(body))) > 0:
-		if err := json.Unmarshal(body, &in); err != nil {
-			writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "the body must be a JSON object like {\"notes\": \"...\"}"))
-			return
-		}
-	}
-	if !utf8.ValidString(in.Notes) {
-		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "notes are not UTF-8 text"))
-		return
-	}
-	if utf8.RuneCountInString(in.Notes) > maxNotes {
-		writeError(w, fail(http.StatusBadRequest, CodeBadRequest, "notes are limited to "+strconv.Itoa(maxNotes)+" characters"))
+	in, err := readActionInput(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if m := strings.Trim(strings.TrimPrefix(r.Header.Get("If-Match"), "W/"), `"`); m != "" && in.PayloadSHA256 == "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,9 +89,9 @@ func TestWholeFlow(t *testing.T) {
 	hash := res.Str("payload_sha256")
 
 	// Approve, bound to the payload.
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"ok"}`, "If-Match", `"`+strings.Repeat("0", 64)+`"`),
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"ok"}`, "Content-Type", "application/json", "If-Match", `"`+strings.Repeat("0", 64)+`"`),
 		http.StatusConflict, record.CodeStalePayload)
-	res = h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"looks right"}`, "If-Match", `"`+hash+`"`), http.StatusOK, "")
+	res = h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"looks right"}`, "Content-Type", "application/json", "If-Match", `"`+hash+`"`), http.StatusOK, "")
 	if res.Str("status") != "approved" {
 		t.Fatalf("after approve: %s", res.Raw)
 	}
@@ -178,9 +179,9 @@ func TestRejectAndCancel(t *testing.T) {
 	bob := h.Token("bob", "approvers")
 
 	id := h.Park(alice, "POST", "/devices/7/wipe", "")
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, `{}`), http.StatusBadRequest, record.CodeNotesRequired)
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, `not json`), http.StatusBadRequest, approvals.CodeBadRequest)
-	res := h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, `{"notes":"wrong device"}`), http.StatusOK, "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, `{}`, "Content-Type", "application/json"), http.StatusBadRequest, record.CodeNotesRequired)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, `not json`, "Content-Type", "application/json"), http.StatusBadRequest, approvals.CodeBadRequest)
+	res := h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, `{"notes":"wrong device"}`, "Content-Type", "application/json"), http.StatusOK, "")
 	if res.Str("status") != "rejected" || !strings.Contains(res.Raw, "wrong device") {
 		t.Fatalf("reject: %s", res.Raw)
 	}
@@ -188,7 +189,7 @@ func TestRejectAndCancel(t *testing.T) {
 
 	id = h.Park(alice, "POST", "/devices/7/wipe", "")
 	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", bob, ""), http.StatusForbidden, record.CodeNotTheRequester)
-	res = h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", alice, `{"notes":"not needed"}`), http.StatusOK, "")
+	res = h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", alice, `{"notes":"not needed"}`, "Content-Type", "application/json"), http.StatusOK, "")
 	if res.Str("status") != "canceled" {
 		t.Fatalf("cancel: %s", res.Raw)
 	}
@@ -510,4 +511,100 @@ func TestCaseSensitiveSubjects(t *testing.T) {
 	h := approvalstest.New(t, "", func(o *approvalstest.Options) { o.CaseSensitiveSubjects = true })
 	id := h.Park(h.Token("u-1a"), "DELETE", "/apps/1", "")
 	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", h.Token("U-1A", "approvers"), ""), http.StatusOK, "")
+}
+
+// TestActionBodiesAreStrict: an action's body is application/json (415
+// otherwise), UTF-8, and one object of the known members, each once and a
+// string (400 bad_request naming what is wrong); an empty body needs no
+// type. A refused call changes nothing.
+func TestActionBodiesAreStrict(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+	approve := "/.approvals/api/v1/requests/" + id + "/approve"
+	tests := []struct {
+		name    string
+		body    string
+		headers []string
+		status  int
+		code    string
+		names   string // in the message
+	}{
+		{"no Content-Type", `{"notes":"ok"}`, nil, 415, approvals.CodeUnsupportedMediaType, ""},
+		{"text/plain", `{"notes":"ok"}`, []string{"Content-Type", "text/plain"}, 415, approvals.CodeUnsupportedMediaType, ""},
+		{"a form", `notes=ok`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, approvals.CodeUnsupportedMediaType, ""},
+		{"another charset", `{"notes":"ok"}`, []string{"Content-Type", "application/json; charset=iso-8859-1"}, 415, approvals.CodeUnsupportedMediaType, ""},
+		{"a content coding", `{"notes":"ok"}`, []string{"Content-Type", "application/json", "Content-Encoding", "gzip"}, 415, approvals.CodeUnsupportedMediaType, ""},
+		{"an unknown member", `{"notes":"ok","bogus":1}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, `"bogus"`},
+		{"a member in another case", `{"Notes":"ok"}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, `"Notes"`},
+		{"a repeated member", `{"notes":"a","notes":"b"}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, `"notes" is repeated`},
+		{"invalid UTF-8", "{\"notes\":\"ok\xff\"}", []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, "UTF-8"},
+		{"a lone surrogate", `{"notes":"ok\ud800"}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, ""},
+		{"notes not a string", `{"notes":1}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, `"notes" is not a string`},
+		{"notes null", `{"notes":null}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, `"notes" is not a string`},
+		{"an array", `[{"notes":"ok"}]`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, "not a JSON object"},
+		{"two objects", `{"notes":"ok"} {}`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, "more than one"},
+		{"white space only", ` `, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, ""},
+		{"not JSON", `notes`, []string{"Content-Type", "application/json"}, 400, approvals.CodeBadRequest, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := h.Expect(h.Do("POST", approve, bob, tc.body, tc.headers...), tc.status, tc.code)
+			if msg, _ := res.Body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, tc.names) {
+				t.Fatalf("the message %q does not name %s", msg, tc.names)
+			}
+		})
+	}
+	// Two Content-Type headers.
+	req, _ := http.NewRequest("POST", h.GW.URL+approve, strings.NewReader(`{"notes":"ok"}`))
+	req.Header.Set("Authorization", "Bearer "+bob)
+	req.Header["Content-Type"] = []string{"application/json", "text/plain"}
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("two Content-Types: %v %v", resp, err)
+	}
+	if rec := h.Record(alice, id); rec.Str("status") != "needs_approval" || strings.Contains(rec.Raw, `"actor":"bob"`) {
+		t.Fatalf("a refused action changed the request: %s", rec.Raw)
+	}
+	// An empty body needs no type; notes in UTF-8 with the charset named.
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", bob, ""), http.StatusBadRequest, "notes_required")
+	res := h.Expect(h.Do("POST", approve, bob, `{"notes":"vérifié"}`, "Content-Type", "Application/JSON; charset=UTF-8"), http.StatusOK, "")
+	if !strings.Contains(res.Raw, `"notes":"vérifié"`) {
+		t.Fatalf("the notes: %s", res.Raw)
+	}
+	id2 := h.Park(alice, "DELETE", "/apps/2", "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id2+"/cancel", alice, ""), http.StatusOK, "")
+}
+
+// TestOtherSpellingsOfARouteAreNotFound: a path under the prefix spelt
+// otherwise than the route table spells it (dot segments, doubled
+// slashes, escapes) is a JSON 404, never net/http's redirect to the clean
+// path, and does nothing.
+func TestOtherSpellingsOfARouteAreNotFound(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+	base := "/.approvals/api/v1/requests/" + id
+	for _, target := range []string{
+		base + "/x/../approve", base + "/./approve", base + "//approve", "/.approvals/api/v1//requests/" + id + "/approve",
+		base + "/%2e%2e/" + id + "/approve", "/.approvals/api/v1/requests/" + id + "%2Fapprove", base + "/appr%6Fve",
+		"/.approvals/./api/v1/requests/" + id + "/approve", "/.approvals/api/v1/../v1/requests/" + id + "/approve", base + "/approve/",
+	} {
+		u, err := url.Parse(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Undocumented("POST", u.Path)
+		res := h.Expect(h.Do("POST", target, bob, ""), http.StatusNotFound, approvals.CodeNotFound)
+		if res.Header.Get("Location") != "" || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+			t.Fatalf("%s: %v", target, res.Header)
+		}
+	}
+	for _, target := range []string{"/.approvals/api/v1/../api/v1/requests", "/.approvals//api/v1/requests", "/.approvals/api/v1/requests/."} {
+		u, _ := url.Parse(target)
+		h.Undocumented("GET", u.Path)
+		h.Expect(h.Do("GET", target, alice, ""), http.StatusNotFound, approvals.CodeNotFound)
+	}
+	if rec := h.Record(alice, id); rec.Str("status") != "needs_approval" {
+		t.Fatalf("a misspelt route acted: %s", rec.Raw)
+	}
 }

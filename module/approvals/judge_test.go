@@ -200,7 +200,7 @@ decision := {"action": "deny", "policy": "json", "reason": "the body is not JSON
 	for _, c := range []string{"' OR 1=1 --", "../../", "\x00", strings.Repeat("f", 36), "01a19bb3-9500-7000-83ec-809bb63b654"} {
 		h.Expect(h.Do("GET", "/.approvals/api/v1/requests?cursor="+url.QueryEscape(c), alice, ""), http.StatusBadRequest, approvals.CodeBadRequest)
 	}
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/x/approve", bob, `{"notes": "\udc00"}`), http.StatusNotFound, approvals.CodeNotFound)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/x/approve", bob, `{"notes": "\udc00"}`, "Content-Type", "application/json"), http.StatusNotFound, approvals.CodeNotFound)
 
 	// A binary body goes to the backend byte for byte.
 	binary := make([]byte, 256*4)

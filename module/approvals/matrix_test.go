@@ -87,7 +87,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		case record.Approved, record.Completing, record.Completed, record.Failed:
 			h.Approve(tokens["approver"], id)
 		case record.Rejected:
-			h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", tokens["approver"], `{"notes":"no"}`), http.StatusOK, "")
+			h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/reject", tokens["approver"], `{"notes":"no"}`, "Content-Type", "application/json"), http.StatusOK, "")
 		case record.Canceled:
 			h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", tokens["requester"], ""), http.StatusOK, "")
 		case record.Expired:
@@ -114,7 +114,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if action == "get" {
 						res = h.Do("GET", "/.approvals/api/v1/requests/"+id, tokens[role], "")
 					} else {
-						res = h.Do("POST", "/.approvals/api/v1/requests/"+id+"/"+action, tokens[role], `{"notes":"n"}`)
+						res = h.Do("POST", "/.approvals/api/v1/requests/"+id+"/"+action, tokens[role], `{"notes":"n"}`, "Content-Type", "application/json")
 					}
 					status, code := want(role, action, st)
 					if res.Status != status || res.Code() != code {

@@ -142,7 +142,7 @@ func TestRuntimePolicyProtectsItself(t *testing.T) {
 	// Not in force before approval.
 	a.Expect(a.Do("POST", "/apps", eve, "", "Approval-Justification", "j"), http.StatusAccepted, "")
 	a.Expect(a.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", alice, ""), http.StatusForbidden, record.CodeSelfApproval)
-	b.Expect(b.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"agreed with finance"}`), http.StatusOK, "")
+	b.Expect(b.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, `{"notes":"agreed with finance"}`, "Content-Type", "application/json"), http.StatusOK, "")
 	res = a.Expect(a.Do("POST", "/.approvals/api/v1/requests/"+id+"/complete", alice, ""), http.StatusOK, "")
 	if !strings.Contains(res.Raw, `"version":1`) {
 		t.Fatalf("complete answered %s", res.Raw)

@@ -3,6 +3,8 @@ package approvals
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/store"
@@ -66,6 +68,23 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request, next Next) {
 		return
 	}
 	writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such API call"))
+}
+
+// canonicalPath reports whether a path under the prefix is spelt as the
+// route tables spell their paths: without escapes (no id, name or page
+// needs one), empty segments, or "." and ".." segments. Go's ServeMux
+// would answer another spelling with a redirect to the clean path.
+func canonicalPath(u *url.URL) bool {
+	p := u.Path
+	if u.RawPath != "" || strings.Contains(p, "//") || strings.Contains(p, "%") {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // methodNotAllowed answers 405, with the methods the path has.

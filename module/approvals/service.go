@@ -284,6 +284,12 @@ func defaultTo[T int | int64 | time.Duration](v *T, def T) {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request, next Next) error {
 	stripTrustHeaders(r.Header)
 	if p := r.URL.Path; p == s.Prefix || strings.HasPrefix(p, s.Prefix+"/") {
+		if !canonicalPath(r.URL) {
+			// Another spelling of a route (dot segments, doubled slashes,
+			// escapes) is no route: never a redirect to one.
+			writeError(w, fail(http.StatusNotFound, CodeNotFound, "no such API call or page"))
+			return nil
+		}
 		if s.pages != nil && p != s.Prefix+"/healthz" && p != s.Prefix+jwksPath && p != s.api && !strings.HasPrefix(p, s.api+"/") {
 			s.pages.ServeHTTP(w, r, next)
 			return nil

@@ -45,7 +45,7 @@ func TestStepUpForApprovers(t *testing.T) {
 		{"no mfa", jwt.MapClaims{"auth_time": fresh, "acr": "urn:example:mfa", "amr": []string{"pwd"}}, "(amr) do not include mfa"},
 	} {
 		for _, action := range []string{"approve", "reject"} {
-			a := h.Do("POST", "/.approvals/api/v1/requests/"+id+"/"+action, token("bob", c.claims), `{"notes": "looks right"}`)
+			a := h.Do("POST", "/.approvals/api/v1/requests/"+id+"/"+action, token("bob", c.claims), `{"notes": "looks right"}`, "Content-Type", "application/json")
 			h.Expect(a, http.StatusUnauthorized, "insufficient_user_authentication")
 			wa := a.Header.Get("WWW-Authenticate")
 			if !strings.HasPrefix(wa, `Bearer error="insufficient_user_authentication", error_description="`) ||

@@ -146,7 +146,7 @@ func TestRetention(t *testing.T) {
 	alice, bob := h.Token("alice"), h.Token("bob", "approvers")
 	admin := h.Token("audrey", "auditors")
 	done := h.Park(alice, "DELETE", "/apps/1", "")
-	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+done+"/reject", bob, `{"notes":"no"}`), http.StatusOK, "")
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+done+"/reject", bob, `{"notes":"no"}`, "Content-Type", "application/json"), http.StatusOK, "")
 	open := h.Park(alice, "DELETE", "/apps/2", "")
 
 	h.Clock.Add(23 * time.Hour)

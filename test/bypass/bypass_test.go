@@ -196,7 +196,7 @@ func approveAndComplete(approvers ...string) func(c *corpus, parked map[string]a
 			return
 		}
 		for _, who := range approvers {
-			c.send(c.t, c.gateway, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/approve", body: []byte(`{"notes":"ok"}`), as: who})
+			c.send(c.t, c.gateway, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/approve", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"notes":"ok"}`), as: who})
 		}
 		requester, _ := parked["requester"].(map[string]any)
 		sub, _ := requester["subject"].(string)
