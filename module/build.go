@@ -41,8 +41,29 @@ func (h *Handler) settings() approvals.Settings {
 		AuditRetention: time.Duration(h.AuditRetention), SweepInterval: time.Duration(h.SweepInterval),
 		CheckpointInterval: time.Duration(h.CheckpointInterval),
 		ReminderLead:       time.Duration(h.ReminderLead), CaseSensitiveSubjects: h.CaseSensitiveSubjects,
-		Attestation: h.attestation(),
+		Attestation: h.attestation(), Site: h.site(),
 	}
+}
+
+// site is the handler's site name, the default one when it names none.
+func (h *Handler) site() string {
+	if h.Site == "" {
+		return approvals.DefaultSite
+	}
+	return h.Site
+}
+
+// eventSource is the CloudEvents source of the handler's events: the
+// gateway, its site (unless the default) and its prefix.
+func (h *Handler) eventSource() string {
+	prefix := h.APIPrefix
+	if prefix == "" {
+		prefix = approvals.DefaultPrefix
+	}
+	if site := h.site(); site != approvals.DefaultSite {
+		return "approval-gateway/" + site + prefix
+	}
+	return "approval-gateway" + prefix
 }
 
 // attestation is what replays are attested with.

@@ -53,6 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			groups_claim <path>
 //			leeway <duration>
 //		}
+//		site <name>
 //		policies <dir>
 //		query <rego ref>
 //		methods <method...>
@@ -131,6 +132,7 @@ func (h *Handler) options() map[string]func(*caddyfile.Dispenser) error {
 		"console":                  h.unmarshalConsole,
 		"attestation":              h.unmarshalAttestation,
 		"replay_credentials":       h.unmarshalSeal,
+		"site":                     siteArg(&h.Site),
 		"policies":                 oneArg(&h.Policies),
 		"query":                    oneArg(&h.Query),
 		"methods":                  someArgs(&h.Methods),

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
@@ -125,6 +126,17 @@ func boolArg(dst **bool) func(*caddyfile.Dispenser) error {
 }
 
 // flag reads an option without arguments, which sets dst.
+// siteArg reads a site name, checked where it is written.
+func siteArg(dst *string) func(*caddyfile.Dispenser) error {
+	read := oneArg(dst)
+	return func(d *caddyfile.Dispenser) error {
+		if err := read(d); err != nil {
+			return err
+		}
+		return validated(d, approvals.ValidateSite(*dst))
+	}
+}
+
 func flag(dst *bool) func(*caddyfile.Dispenser) error {
 	return func(d *caddyfile.Dispenser) error {
 		if d.NextArg() {

@@ -52,6 +52,7 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		"missing argument":        {"policies", "after 'policies', at Caddyfile:3"},
 		"bad method_override":     {"method_override allow", `"allow" is not one of reject, judge, at Caddyfile:3`},
 		"bad ambiguous_paths":     {"ambiguous_paths normalize", `"normalize" is not one of reject, judge, at Caddyfile:3`},
+		"bad site name":           {"site ../rbac", `site "../rbac" must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, at Caddyfile:3`},
 		"directive argument":      {"", ""},
 	}
 	for name, tc := range tests {

@@ -37,6 +37,16 @@ type Handler struct {
 	Store *StoreConfig `json:"store,omitempty"`
 	// Identity says how callers are authenticated. Required.
 	Identity *IdentityConfig `json:"identity,omitempty"`
+	// Site names the requests this handler parks. Requests belong to
+	// their site: every other site treats them as absent (404, not
+	// listed), even on the same store and prefix, since each site keeps
+	// its keys apart (under the prefix, then sites/<name>/): its requests,
+	// runtime policies, audit chain, console sessions and attestation keys.
+	// Attestations carry it as "aud" unless attestation's audience is set.
+	// Default "default", whose keys are the prefix's own. Two handlers of
+	// one configuration on the same store and prefix need distinct names.
+	// Renaming a site leaves its requests behind, under the old name.
+	Site string `json:"site,omitempty"`
 	// Policies is a directory of .rego, .json and .yaml files. Required.
 	Policies string `json:"policies,omitempty"`
 	// Query is the decision to evaluate. Default "data.approval.decision".
@@ -131,6 +141,7 @@ type Handler struct {
 	done     *sync.WaitGroup
 	verifier *identity.Verifier
 	storeKey string
+	release  func() // gives up the site's key space (sites.go)
 	logger   *zap.Logger
 }
 
@@ -165,6 +176,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.release, err = claimSite(ctx, h.storeKey, st.Prefix(), h.site()); err != nil {
+		return err
+	}
 	if metrics, err = newMetrics(ctx, st); err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.svc.SetPages(c)
 	}
-	notifier := notify.New(notify.Options{Store: st, Targets: h.webhooks(repl), Source: "approval-gateway" + h.svc.Prefix,
+	notifier := notify.New(notify.Options{Store: st, Targets: h.webhooks(repl), Source: h.eventSource(),
 		Links: strings.TrimSuffix(repl.ReplaceKnown(h.PublicURL, ""), "/") + h.svc.Prefix, Backoff: h.backoff(),
 		Metrics: metrics, Logger: h.logger.Named("notify")})
 
@@ -228,6 +242,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.Policies == "" {
 		return fmt.Errorf("policies: a policy directory is required")
+	}
+	if h.Site != "" {
+		if err := approvals.ValidateSite(h.Site); err != nil {
+			return err
+		}
 	}
 	if h.Store != nil {
 		if err := h.Store.validate(); err != nil {
@@ -282,6 +301,10 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.verifier != nil {
 		h.verifier.Close()
+	}
+	if h.release != nil {
+		h.release()
+		h.release = nil
 	}
 	if h.storeKey != "" {
 		if _, err := stores.Delete(h.storeKey); err != nil {

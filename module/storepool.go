@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/etcdembed"
 	"github.com/approval-gateway/gateway/module/store"
 	"github.com/caddyserver/caddy/v2"
@@ -108,6 +109,17 @@ func (h *Handler) provisionStore(repl *caddy.Replacer, observe func(string, time
 			return &pooledStore{cli: cli}, nil
 		}
 	}
+	// Each site keeps its keys apart on the store.
+	site := ""
+	if h.site() != approvals.DefaultSite {
+		site = h.site()
+	}
+	if opts.Prefix != "" {
+		if err := store.ValidatePrefix(opts.Prefix); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	opts.Prefix = store.SitePrefix(opts.Prefix, site)
 	val, _, err := stores.LoadOrNew(key, construct)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +46,14 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, who *identity.Ide
 		return
 	}
 	recs, next, err := s.store.List(r.Context(), *o)
-	writePage(w, "requests", recs, next, err)
+	writePage(w, "requests", s.ownSiteOnly(recs), next, err)
+}
+
+// ownSiteOnly keeps the records of this service's site. The store is the
+// site's own key space, so this drops nothing unless a record was put
+// there by hand.
+func (s *Service) ownSiteOnly(recs []*record.Record) []*record.Record {
+	return slices.DeleteFunc(recs, func(r *record.Record) bool { return !s.ownSite(r) })
 }
 
 // listOptions reads a list query (the API's and the console's) under the
@@ -139,7 +147,7 @@ func (s *Service) load(r *http.Request, who *identity.Identity, id string) (*rec
 	if err != nil {
 		return nil, nil, err
 	}
-	if !rec.IsParty(s.principal(who), s.isAdmin(who)) {
+	if !s.ownSite(rec) || !rec.IsParty(s.principal(who), s.isAdmin(who)) {
 		return nil, nil, errNotParty
 	}
 	if rec.Due(s.clock(), s.ClaimTimeout) != "" {
@@ -282,7 +290,7 @@ func (s *Service) mutateBy(r *http.Request, who *identity.Identity, fn func(*rec
 	overdue := false
 	rec, err := write(func(rec *record.Record) error {
 		overdue = false
-		if !rec.IsParty(p, admin) {
+		if !s.ownSite(rec) || !rec.IsParty(p, admin) {
 			return errNotParty
 		}
 		done, err := rec.ApplyDue(s.clock(), s.ClaimTimeout)

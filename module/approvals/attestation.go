@@ -23,7 +23,8 @@ import (
 type AttestationSettings struct {
 	// Issuer is the attestations' "iss". Default attest.DefaultIssuer.
 	Issuer string
-	// Audience is their "aud"; none when empty.
+	// Audience is their "aud". Default: the site's name, so that a
+	// backend can tell which site approved a call.
 	Audience string
 	// Rotate is how often a new signing key is made; none when zero.
 	Rotate time.Duration
@@ -129,7 +130,11 @@ func (s *Service) attest(ctx context.Context, rec *record.Record, rr *http.Reque
 	if err != nil {
 		return "", err
 	}
-	return set.Sign(attest.Attestation{Issuer: s.Attestation.Issuer, Audience: s.Attestation.Audience,
+	aud := s.Attestation.Audience
+	if aud == "" {
+		aud = s.Site
+	}
+	return set.Sign(attest.Attestation{Issuer: s.Attestation.Issuer, Audience: aud,
 		RequestID: rec.ID, Requester: rec.Requester.Subject, Approvers: rec.ApprovedBy(), Policy: rec.Policy,
 		Call: attest.CallOf(rr.Method, rr.URL.RequestURI(), body)}, s.clock())
 }

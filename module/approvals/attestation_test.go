@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -98,7 +99,7 @@ func TestReplayCarriesAVerifiableAttestation(t *testing.T) {
 	c, kid := verifyAttestation(t, replay.Header.Get("Approval-Attestation"), []byte(jwks.Raw))
 	sum := sha256.Sum256([]byte(replay.Body))
 	now := h.Clock.Now().Unix()
-	if c.Iss != "approval-gateway" || c.Aud != nil || c.Jti != id || c.Sub != "alice" || c.Iat != now || c.Exp != now+300 ||
+	if c.Iss != "approval-gateway" || fmt.Sprint(c.Aud) != "[default]" || c.Jti != id || c.Sub != "alice" || c.Iat != now || c.Exp != now+300 ||
 		!slices.Equal(c.Approvers, []string{"carol", "bob"}) || c.Policy != "device-wipe" {
 		t.Errorf("claims %+v (request %s, now %d)", c, id, now)
 	}

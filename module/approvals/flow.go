@@ -63,7 +63,8 @@ func (s *Service) List(r *http.Request, who *identity.Identity, q url.Values, li
 	if o.Limit == 0 {
 		o.Limit = limit
 	}
-	return s.store.List(r.Context(), *o)
+	recs, next, err := s.store.List(r.Context(), *o)
+	return s.ownSiteOnly(recs), next, err
 }
 
 // Complete implements Flow.

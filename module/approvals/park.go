@@ -85,7 +85,7 @@ func (s *Service) newRecord(r *http.Request, c parked, just string) (*record.Rec
 	rec := &record.Record{
 		ID: id, Status: record.NeedsApproval,
 		Requester:     record.Principal{Subject: c.who.Subject, Groups: slices.Clone(c.who.Groups)},
-		Justification: just, Policy: c.d.Policy, Reason: c.d.Reason, Resource: c.d.Resource,
+		Justification: just, Policy: c.d.Policy, Reason: c.d.Reason, Resource: c.d.Resource, Site: s.Site,
 		Operation: op, PayloadSHA256: record.PayloadHash(op, c.body),
 		Approvers: record.NewRequirements(reqs),
 		CreatedAt: c.now, UpdatedAt: c.now, ExpiresAt: c.now.Add(expiry),

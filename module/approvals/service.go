@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -154,6 +155,25 @@ type Settings struct {
 	CaseSensitiveSubjects bool
 	// Attestation configures the attestation every replay carries.
 	Attestation AttestationSettings
+	// Site names the requests this service parks; another site's are
+	// absent to it (404, not listed). Default DefaultSite. The store must
+	// be the site's own key space (store.SitePrefix).
+	Site string
+}
+
+// DefaultSite is the site of a gateway that names none, and of records
+// from before sites were.
+const DefaultSite = "default"
+
+// validSite is what a site name may be: it is a segment of store keys.
+var validSite = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidateSite checks a site name.
+func ValidateSite(name string) error {
+	if !validSite.MatchString(name) {
+		return fmt.Errorf("site %q must be 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
 }
 
 // Service is the request flow. It holds no request state: all of it is
@@ -227,6 +247,12 @@ func New(d Deps, o Settings) (*Service, error) {
 	}
 	if len(o.PolicyApprovers) == 0 {
 		o.PolicyApprovers = o.AdminGroups
+	}
+	if o.Site == "" {
+		o.Site = DefaultSite
+	}
+	if err := ValidateSite(o.Site); err != nil {
+		return nil, err
 	}
 	if o.Attestation.Issuer == "" {
 		o.Attestation.Issuer = attest.DefaultIssuer
@@ -335,6 +361,16 @@ func (s *Service) authenticate(r *http.Request) (*identity.Identity, error) {
 // comparing subjects.
 func (s *Service) principal(who *identity.Identity) record.Principal {
 	return record.Principal{Subject: who.Subject, Groups: who.Groups, CaseSensitive: s.CaseSensitiveSubjects}
+}
+
+// ownSite reports whether rec was parked by this service's site (records
+// from before sites were belong to the default site).
+func (s *Service) ownSite(rec *record.Record) bool {
+	site := rec.Site
+	if site == "" {
+		site = DefaultSite
+	}
+	return site == s.Site
 }
 
 func (s *Service) isAdmin(who *identity.Identity) bool {

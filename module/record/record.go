@@ -126,13 +126,17 @@ type Result struct {
 
 // Record is a parked request and everything that happened to it.
 type Record struct {
-	ID            string        `json:"id"`
-	Status        Status        `json:"status"`
-	Requester     Principal     `json:"requester"`
-	Justification string        `json:"justification"`
-	Policy        string        `json:"policy"`
-	Reason        string        `json:"reason,omitempty"`
-	Resource      string        `json:"resource"`
+	ID            string    `json:"id"`
+	Status        Status    `json:"status"`
+	Requester     Principal `json:"requester"`
+	Justification string    `json:"justification"`
+	Policy        string    `json:"policy"`
+	Reason        string    `json:"reason,omitempty"`
+	Resource      string    `json:"resource"`
+	// Site is the site that parked the request (the handler's site name;
+	// empty in records from before sites were, which belong to the
+	// default site). Every other site treats the request as absent.
+	Site          string        `json:"site,omitempty"`
 	Operation     Operation     `json:"operation"`
 	PayloadSHA256 string        `json:"payload_sha256"`
 	Approvers     []Requirement `json:"approvers"`

@@ -90,6 +90,25 @@ func New(cli *clientv3.Client, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Prefix is the store's key prefix: every key it reads or writes is under
+// it.
+func (s *Store) Prefix() string { return s.prefix }
+
+// SitePrefix is the key prefix of site on a store whose prefix is prefix
+// ("" for DefaultPrefix): the prefix itself for the default site (""), so
+// that a single gateway's keys stay where they always were, and
+// prefix + "sites/" + site + "/" for any other. No key of the default
+// site starts with "sites/", so the key spaces never overlap.
+func SitePrefix(prefix, site string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if site == "" {
+		return prefix
+	}
+	return prefix + "sites/" + site + "/"
+}
+
 // ValidatePrefix checks a key prefix: it starts and ends with "/" and has no
 // empty, "." or ".." segment.
 func ValidatePrefix(p string) error {
