@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+
+	"github.com/approval-gateway/gateway/examples/attested"
 )
 
 // API is the example admin API.
@@ -119,8 +121,14 @@ func (a *API) idempotent(h handler) http.HandlerFunc {
 			a.idempKeys[key] = answer{status, body}
 		}
 		if a.Log != nil {
+			// Approval-Approved-By is a Structured Field List: parsed,
+			// never split on commas.
+			approvers, err := attested.ApprovedBy(r.Header)
+			if err != nil {
+				approvers = []string{"(unreadable: " + err.Error() + ")"}
+			}
 			a.Log.Printf("%s %s -> %d (request %s, approved by %q)", r.Method, r.URL.Path, status,
-				r.Header.Get("Approval-Request-Id"), r.Header.Get("Approval-Approved-By"))
+				r.Header.Get("Approval-Request-Id"), approvers)
 		}
 	}
 }

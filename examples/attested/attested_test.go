@@ -45,7 +45,7 @@ func TestBackendRefusesUnapprovedCalls(t *testing.T) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			once.Do(func() {
 				// The gateway's JWKS is known once the harness runs.
-				mw, err := attested.Require(context.Background(), jwksURL, "approval-gateway")
+				mw, err := attested.Require(context.Background(), jwksURL, "approval-gateway", "default")
 				if err != nil {
 					t.Error(err)
 				}
@@ -96,7 +96,7 @@ func TestBackendRefusesUnapprovedCalls(t *testing.T) {
 	}
 
 	mu.Lock()
-	att := seen[len(seen)-1].Get("Approval-Attestation")
+	att, approvedBy := seen[len(seen)-1].Get("Approval-Attestation"), seen[len(seen)-1].Get("Approval-Approved-By")
 	mu.Unlock()
 	t.Logf("the approved wipe's attestation: %s", att)
 	for _, c := range []struct{ name, path, body string }{
@@ -110,6 +110,35 @@ func TestBackendRefusesUnapprovedCalls(t *testing.T) {
 	}
 	if state("1") != "" {
 		t.Errorf("device 1 is %q", state("1"))
+	}
+	// Approval-Approved-By must name the attestation's approvers: the
+	// same attestation with another list is refused for it (before it is
+	// found used).
+	if approvedBy != `"bob"` {
+		t.Fatalf("the replay's Approval-Approved-By: %q", approvedBy)
+	}
+	for _, other := range []string{`"bob", "mallory"`, `bob, mallory`, `"mallory"`, `"bob`} {
+		a := direct.Do("POST", "/devices/2/wipe", alice, `{"confirm":true}`, "Content-Type", "application/json", "Approval-Attestation", att, "Approval-Approved-By", other)
+		if a.Status != http.StatusForbidden || !strings.Contains(a.Raw, "does not name the attestation's approvers") {
+			t.Errorf("Approval-Approved-By %s: %d %s", other, a.Status, a.Raw)
+		}
+	}
+	// The attestation names the site that approved it: a backend of
+	// another site (another audience) refuses it, one of this site takes
+	// it (each instance remembers only what it saw).
+	for aud, want := range map[string]int{"rbac": http.StatusForbidden, "default": http.StatusOK} {
+		mw, err := attested.Require(context.Background(), jwksURL, "approval-gateway", aud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var approvers []string
+		fresh := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { approvers = attested.Approvers(r) })))
+		a := testkit.NewClient(t, fresh.URL).Do("POST", "/devices/2/wipe", alice, `{"confirm":true}`, "Content-Type", "application/json",
+			"Approval-Attestation", att, "Approval-Approved-By", approvedBy)
+		fresh.Close()
+		if a.Status != want || (want == http.StatusOK && strings.Join(approvers, ",") != "bob") {
+			t.Errorf("audience %s: %d %s, approvers %q", aud, a.Status, a.Raw, approvers)
+		}
 	}
 	// Reads are not protected.
 	var all []map[string]any
@@ -139,5 +168,33 @@ func TestReadmeShowsRequire(t *testing.T) {
 	fn := string(src[strings.Index(string(src), "func Require("):])
 	if !strings.Contains(string(readme), "```go\n"+fn+"```") {
 		t.Fatal("the README's copy of attested.Require differs from examples/attested/attested.go")
+	}
+}
+
+// TestApprovedByIsAList: Approval-Approved-By reads as RFC 9651 says: one
+// approver named "eve, frank" is one, a Display String is its UTF-8 text,
+// and what is not a List of subjects is an error.
+func TestApprovedByIsAList(t *testing.T) {
+	for field, want := range map[string]string{
+		`"eve, frank"`:              "eve, frank",
+		`"bob", %"jos%c3%a9"`:       "bob|josé",
+		`"bob",   "carol"`:          "bob|carol",
+		`"say \"hi\""`:              `say "hi"`,
+		``:                          "",
+		`bob`:                       "error", // a Token, not a String
+		`"bob", (carol)`:            "error",
+		`"bob`:                      "error",
+		`%"jos%C3%A9"`:              "error", // upper-case escapes are invalid
+		`"bob";role=admin, "carol"`: "bob|carol",
+		`"eve", "frank", 1`:         "error",
+	} {
+		got, err := attested.ApprovedBy(http.Header{"Approval-Approved-By": {field}})
+		s := strings.Join(got, "|")
+		if err != nil {
+			s = "error"
+		}
+		if s != want {
+			t.Errorf("%s: %q (%v), want %q", field, got, err, want)
+		}
 	}
 }

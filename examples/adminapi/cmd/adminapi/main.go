@@ -19,10 +19,11 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on")
 	jwks := flag.String("require-attestation", "", "the gateway's JWKS URL (http://localhost:8080/.approvals/.well-known/jwks.json): protected calls need its attestation")
 	issuer := flag.String("issuer", "approval-gateway", "the attestations' issuer (the gateway's attestation issuer)")
+	audience := flag.String("audience", "default", "the attestations' audience (the gateway's site, or its attestation audience)")
 	flag.Parse()
 	var o adminapi.Options
 	if *jwks != "" {
-		protect, err := attested.Require(context.Background(), *jwks, *issuer)
+		protect, err := attested.Require(context.Background(), *jwks, *issuer, *audience)
 		if err != nil {
 			log.Fatalf("--require-attestation: %v", err)
 		}
