@@ -54,3 +54,33 @@ test_deleting_a_corporate_device_needs_approval if {
 		"time": _in_hours,
 	}
 }
+
+# A device nested under another object (/tenants/acme/devices/1/wipe) is
+# found where "devices" is.
+test_nested_device_is_found if {
+	devices.decision == {
+		"action": "allow",
+		"policy": "devices",
+		"reason": "device 1 is corporate-owned: wipe needs no approval",
+	} with input as {
+		"request": {"method": "POST", "path": "/tenants/acme/devices/1/wipe", "segments": ["tenants", "acme", "devices", "1", "wipe"]},
+		"identity": {"subject": "alice", "groups": []},
+		"time": _in_hours,
+	}
+}
+
+# The resource stays the library's object, the first two segments: one
+# pending request per tenant, coarser than per device, never finer.
+test_nested_personal_device_needs_approval if {
+	devices.decision == {
+		"action": "require_approval",
+		"policy": "devices",
+		"resource": "tenants/acme",
+		"approvers": [{"group": "device-approvers", "required": 1}],
+		"reason": "the device is not known to be corporate-owned: a second admin approves",
+	} with input as {
+		"request": {"method": "POST", "path": "/tenants/acme/devices/2/wipe", "segments": ["tenants", "acme", "devices", "2", "wipe"]},
+		"identity": {"subject": "alice", "groups": []},
+		"time": _in_hours,
+	}
+}
