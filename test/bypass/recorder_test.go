@@ -1,0 +1,238 @@
+package bypass
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// recorder is a backend that keeps every request it receives as the
+// bytes came: the request line, the header fields in order, the body, and
+// how it was framed (Content-Length or chunked, with any trailer fields).
+// It answers each with 200 and {}.
+type recorder struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	seen []rawRequest
+}
+
+// rawRequest is one request as it reached the recorder.
+type rawRequest struct {
+	line    string   // "POST /scripts? HTTP/1.1"
+	fields  []string // "Name: value", in order
+	body    []byte
+	chunked bool
+	trailer []string // trailer fields of a chunked body
+}
+
+func (q rawRequest) field(name string) []string {
+	var out []string
+	for _, f := range q.fields {
+		if n, v, ok := strings.Cut(f, ":"); ok && strings.EqualFold(n, name) {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+func (q rawRequest) String() string {
+	framing := "Content-Length"
+	if q.chunked {
+		framing = fmt.Sprintf("chunked, trailers %q", q.trailer)
+	}
+	return fmt.Sprintf("%s\n\t%s\n\t(%s) %q", q.line, strings.Join(q.fields, "\n\t"), framing, q.body)
+}
+
+func startRecorder(t *testing.T) *recorder {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go r.serve(conn)
+		}
+	}()
+	return r
+}
+
+func (r *recorder) addr() string { return r.ln.Addr().String() }
+
+// since returns the requests received after the first n.
+func (r *recorder) since(n int) []rawRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]rawRequest(nil), r.seen[n:]...)
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+func (r *recorder) serve(conn net.Conn) {
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for {
+		q, err := readRaw(br, conn)
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		r.seen = append(r.seen, q)
+		r.mu.Unlock()
+		if _, err := io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+			return
+		}
+	}
+}
+
+// readRaw reads one request: head, then the body as its framing says,
+// answering an Expect: 100-continue first.
+func readRaw(br *bufio.Reader, w io.Writer) (rawRequest, error) {
+	var q rawRequest
+	line, err := readLine(br)
+	if err != nil {
+		return q, err
+	}
+	q.line = line
+	for {
+		l, err := readLine(br)
+		if err != nil {
+			return q, err
+		}
+		if l == "" {
+			break
+		}
+		q.fields = append(q.fields, l)
+	}
+	if len(q.field("Expect")) > 0 {
+		if _, err := io.WriteString(w, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return q, err
+		}
+	}
+	if te := q.field("Transfer-Encoding"); len(te) > 0 && strings.EqualFold(te[len(te)-1], "chunked") {
+		q.chunked = true
+		for {
+			l, err := readLine(br)
+			if err != nil {
+				return q, err
+			}
+			size, err := strconv.ParseInt(strings.TrimSpace(strings.SplitN(l, ";", 2)[0]), 16, 64)
+			if err != nil {
+				return q, err
+			}
+			if size == 0 {
+				break
+			}
+			chunk := make([]byte, size+2)
+			if _, err := io.ReadFull(br, chunk); err != nil {
+				return q, err
+			}
+			q.body = append(q.body, chunk[:size]...)
+		}
+		for {
+			l, err := readLine(br)
+			if err != nil {
+				return q, err
+			}
+			if l == "" {
+				break
+			}
+			q.trailer = append(q.trailer, l)
+		}
+		return q, nil
+	}
+	if cl := q.field("Content-Length"); len(cl) > 0 {
+		n, err := strconv.Atoi(cl[0])
+		if err != nil {
+			return q, err
+		}
+		q.body = make([]byte, n)
+		_, err = io.ReadFull(br, q.body)
+		return q, err
+	}
+	return q, nil
+}
+
+func readLine(br *bufio.Reader) (string, error) {
+	l, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"), nil
+}
+
+// rawSend writes a request byte for byte to addr and returns the final
+// answer's status and body (after any 100 Continue).
+func rawSend(t *testing.T, addr, raw string) (int, []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			t.Fatalf("reading the answer to %q: %v", strings.SplitN(raw, "\r\n", 2)[0], err)
+		}
+		var status int
+		if _, err := fmt.Sscanf(line, "HTTP/1.1 %d", &status); err != nil {
+			t.Fatalf("status line %q", line)
+		}
+		length, chunked := -1, false
+		for {
+			l, err := readLine(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l == "" {
+				break
+			}
+			n, v, _ := strings.Cut(l, ":")
+			switch strings.ToLower(n) {
+			case "content-length":
+				length, _ = strconv.Atoi(strings.TrimSpace(v))
+			case "transfer-encoding":
+				chunked = true
+			}
+		}
+		if status < 200 {
+			continue
+		}
+		if chunked {
+			q, err := readRaw(bufio.NewReader(io.MultiReader(strings.NewReader("x\r\nTransfer-Encoding: chunked\r\n\r\n"), br)), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return status, q.body
+		}
+		if length < 0 {
+			b, _ := io.ReadAll(br)
+			return status, b
+		}
+		b := make([]byte, length)
+		if _, err := io.ReadFull(br, b); err != nil {
+			t.Fatal(err)
+		}
+		return status, bytes.TrimSpace(b)
+	}
+}
