@@ -28,6 +28,8 @@ import (
 
 	"github.com/approval-gateway/gateway/internal/caddykit"
 	"github.com/approval-gateway/gateway/internal/testkit"
+	"github.com/approval-gateway/gateway/module/identity/subject"
+	"github.com/dunglas/httpsfv"
 
 	_ "github.com/approval-gateway/gateway/module"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
@@ -35,13 +37,31 @@ import (
 
 const secret = "bypass-corpus-secret-bypass-corpus-secret"
 
-// Identities: alice requests (and is an approver, so she could approve
-// her own request if a case variant fooled the gateway); bob and carol
-// approve.
+// Identities: alice and josé request (and are approvers, so they could
+// approve their own request if a spelling fooled the gateway); bob,
+// carol, zoë and "eve, frank" approve. A token for any spelling of one of
+// them (another case, NFD, fullwidth, white space) carries that one's
+// groups, as an identity provider passing on one account's variants
+// would; "Alice" is another account, without groups.
 var groups = map[string][]string{
-	"alice": {"it-ops", "approvers"},
-	"bob":   {"approvers", "device-approvers", "app-approvers"},
-	"carol": {"approvers"},
+	"alice":      {"it-ops", "approvers"},
+	"josé":       {"it-ops", "approvers"},
+	"bob":        {"approvers", "device-approvers", "app-approvers"},
+	"carol":      {"approvers"},
+	"zoë":        {"approvers"},
+	"eve, frank": {"approvers"},
+}
+
+// accounts are subjects that are their own account, whatever another
+// subject they could be a spelling of.
+var accounts = map[string][]string{"Alice": {}}
+
+// groupsOf are the groups a token for sub carries.
+func groupsOf(sub string) []string {
+	if g, ok := accounts[sub]; ok {
+		return g
+	}
+	return groups[subject.Key(sub, false)]
 }
 
 // call is one HTTP call of an attack.
@@ -72,6 +92,9 @@ type attack struct {
 	harm func(s backendState) string
 	// direct: the call sent straight to the backend does the harm.
 	direct bool
+	// kept, when set, says what the gateway kept that it must not have
+	// (an action it took on a request); "" when nothing.
+	kept func(c *corpus, parked map[string]any) string
 }
 
 func TestBypassCorpus(t *testing.T) {
@@ -151,6 +174,55 @@ func TestBypassCorpus(t *testing.T) {
 		{name: "bob and Bob meet a two-approver quorum", send: call{method: "PATCH", target: "/roles/2", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"name":"root"}`), as: "alice"}, status: 202,
 			then: approveAndComplete("bob", "Bob"), harm: changed("roles", "2")},
 
+		// 6. One person is one person: every spelling that could be the
+		// same person is one for refusals (RFC 8265's folding).
+		{name: "requester josé approves her own request as jose\u0301 (NFD)", send: roleChange("jos\u00e9"), status: 202,
+			then: approveAndComplete("jose\u0301", "bob"), harm: changed("roles", "2")},
+		{name: "zo\u00eb and zoe\u0308 meet a two-approver quorum", send: roleChange("alice"), status: 202,
+			then: approveAndComplete("zo\u00eb", "zoe\u0308"), harm: changed("roles", "2")},
+		{name: "bob and fullwidth \uff42\uff4f\uff42 meet a two-approver quorum", send: roleChange("alice"), status: 202,
+			then: approveAndComplete("bob", "\uff42\uff4f\uff42"), harm: changed("roles", "2")},
+		{name: `bob and "bob " meet a two-approver quorum`, send: roleChange("alice"), status: 202,
+			then: approveAndComplete("bob", "bob "), harm: changed("roles", "2")},
+		{name: `bob and " bob" meet a two-approver quorum`, send: roleChange("alice"), status: 202,
+			then: approveAndComplete("bob", " bob"), harm: changed("roles", "2")},
+		{name: `bob and "bob\t" meet a two-approver quorum`, send: roleChange("alice"), status: 202,
+			then: approveAndComplete("bob", "bob\t"), harm: changed("roles", "2")},
+
+		// 7. Only that person: grants compare the subject as issued.
+		// "Alice" is another account than alice (OIDC's sub is
+		// case-sensitive), with no groups.
+		{name: "Alice, another account, reads alice's request", send: roleChange("alice"), status: 202,
+			kept: actedAs("Alice", "GET", "")},
+		{name: "Alice, another account, cancels alice's request", send: roleChange("alice"), status: 202,
+			kept: actedAs("Alice", "POST", "/cancel")},
+		{name: "a subject of one NUL character is an identity", send: call{method: "POST", target: "/devices/1", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"checkin":true}`), as: "\x00"},
+			status: 401, code: "unauthenticated", harm: changed("devices", "1"), direct: true},
+		{name: `one approver named "eve, frank" reads as two to the backend`, send: roleChange("alice"), status: 202,
+			then: approveAndComplete("eve, frank", "bob"), harm: approversRead(2)},
+
+		// 8. Requests belong to their site: approved at one, completed at
+		// the other and replayed to its backend.
+		{name: "approved at site A, completed at site B", gateway: "sites", send: roleChange("alice"), status: 202,
+			then: approveThenCompleteAt("B", "bob", "carol"), harm: changed("roles", "2")},
+
+		// 9. The approval API is as strict as the gateway: an approval
+		// from a body or a path read leniently is no approval.
+		{name: "approve without a Content-Type", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "", nil, `{"notes":"ok"}`), kept: approvalBy("bob")},
+		{name: "approve as text/plain", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "", map[string]string{"Content-Type": "text/plain"}, `{"notes":"ok"}`), kept: approvalBy("bob")},
+		{name: "approve with an unknown member", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "", jsonType, `{"notes":"ok","bogus":1}`), kept: approvalBy("bob")},
+		{name: "approve with a repeated member", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "", jsonType, `{"notes":"a","notes":"b"}`), kept: approvalBy("bob")},
+		{name: "approve with notes that are not UTF-8", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "", jsonType, "{\"notes\":\"ok\xff\"}"), kept: approvalBy("bob")},
+		{name: "approve through a path with a dot segment (…/x/../approve)", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "/x/..", jsonType, `{"notes":"ok"}`), kept: approvalBy("bob")},
+		{name: "approve through a path with a doubled slash", send: roleChange("alice"), status: 202,
+			then: approveRaw("bob", "/", jsonType, `{"notes":"ok"}`), kept: approvalBy("bob")},
+
 		// 6. The replay sends the target that was approved, byte for byte.
 		{name: "encoded slash in a judged path", send: call{method: "PUT", target: "/apps/2%2Fversion", header: map[string]string{"Content-Type": "application/json"}, body: []byte(`{"value":"evil"}`), as: "alice"}, status: 400, code: "ambiguous_path",
 			then: approveAndComplete("bob"), harm: changed("apps", "2")},
@@ -180,10 +252,109 @@ func TestBypassCorpus(t *testing.T) {
 			if a.then != nil {
 				a.then(c, body)
 			}
-			if h := c.harm(t, a.gateway, a.harm); h != "" {
-				t.Fatalf("the backend %s", h)
+			if a.harm != nil {
+				if h := c.harm(t, a.gateway, a.harm); h != "" {
+					t.Fatalf("the backend %s", h)
+				}
+			}
+			if a.kept != nil {
+				if k := a.kept(c, body); k != "" {
+					t.Fatalf("the gateway %s", k)
+				}
 			}
 		})
+	}
+}
+
+// jsonType is an action body's type.
+var jsonType = map[string]string{"Content-Type": "application/json"}
+
+// roleChange is a change to role 2 by who, which needs two approvers.
+func roleChange(who string) call {
+	return call{method: "PATCH", target: "/roles/2", header: jsonType, body: []byte(`{"name":"root"}`), as: who}
+}
+
+// approveRaw has who approve a parked request with a body and headers as
+// given, at the approve route with between spelt after the id, following
+// redirects as browsers and curl -L do (a 307 or 308 is sent again with
+// its body).
+func approveRaw(who, between string, header map[string]string, body string) func(c *corpus, parked map[string]any) {
+	return func(c *corpus, parked map[string]any) {
+		id, _ := parked["id"].(string)
+		req, err := http.NewRequest("POST", c.gateway+"/.approvals/api/v1/requests/"+id+between+"/approve", bytes.NewReader([]byte(body)))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header[k] = []string{v}
+		}
+		req.Header.Set("Authorization", "Bearer "+token(c.t, who))
+		resp, err := client.Do(req)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// approvalBy reports an approval recorded from who on the parked request.
+func approvalBy(who string) func(c *corpus, parked map[string]any) string {
+	return func(c *corpus, parked map[string]any) string {
+		id, _ := parked["id"].(string)
+		_, rec := c.send(c.t, c.gateway, call{method: "GET", target: "/.approvals/api/v1/requests/" + id, as: "alice"})
+		reqs, _ := rec["approvers"].([]any)
+		for _, q := range reqs {
+			as, _ := q.(map[string]any)["approvals"].([]any)
+			for _, a := range as {
+				if a.(map[string]any)["subject"] == who {
+					return fmt.Sprintf("recorded an approval by %s, with notes %q", who, a.(map[string]any)["notes"])
+				}
+			}
+		}
+		return ""
+	}
+}
+
+// actedAs reports that who could read (GET) or act on (POST action) the
+// parked request.
+func actedAs(who, method, action string) func(c *corpus, parked map[string]any) string {
+	return func(c *corpus, parked map[string]any) string {
+		id, _ := parked["id"].(string)
+		status, _ := c.send(c.t, c.gateway, call{method: method, target: "/.approvals/api/v1/requests/" + id + action, as: who})
+		if status == http.StatusOK {
+			return fmt.Sprintf("let %q %s %s the requester's request", who, method, action)
+		}
+		return ""
+	}
+}
+
+// approveThenCompleteAt has the approvers approve the parked request at
+// site A, then its requester complete it at site B.
+func approveThenCompleteAt(site string, approvers ...string) func(c *corpus, parked map[string]any) {
+	return func(c *corpus, parked map[string]any) {
+		id, _ := parked["id"].(string)
+		for _, who := range approvers {
+			c.send(c.t, c.gateway, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/approve", header: jsonType, body: []byte(`{"notes":"ok"}`), as: who})
+		}
+		c.send(c.t, c.siteB, call{method: "POST", target: "/.approvals/api/v1/requests/" + id + "/complete", as: "alice"})
+	}
+}
+
+// approversRead reports an executed mutation whose Approval-Approved-By,
+// read as the Structured Field List it is, names another number of
+// approvers than n.
+func approversRead(n int) func(s backendState) string {
+	return func(s backendState) string {
+		for _, e := range s.Log {
+			if e.ApprovedBy == nil {
+				continue
+			}
+			list, err := httpsfv.UnmarshalList([]string{*e.ApprovedBy})
+			if err != nil || len(list) != n {
+				return fmt.Sprintf("reads %q as %d approvers (%v), not %d", *e.ApprovedBy, len(list), err, n)
+			}
+		}
+		return ""
 	}
 }
 
@@ -275,6 +446,8 @@ type corpus struct {
 	// expressPostOnly honours method overrides on POST alone.
 	expressPostOnly string
 	goAPI           *httptest.Server
+	// siteB is the base URL of the second site of the "sites" gateway.
+	siteB string
 	goMu            sync.Mutex
 	goWipes         int
 	store           string
@@ -302,7 +475,7 @@ func newCorpus(t *testing.T) *corpus {
 			t.Fatal(err)
 		}
 	}
-	c.gateway = "http://" + testkit.Addr(t)
+	c.gateway, c.siteB = "http://"+testkit.Addr(t), "http://"+testkit.Addr(t)
 	t.Cleanup(func() { _ = caddy.Stop() })
 	return c
 }
@@ -369,7 +542,8 @@ func (c *corpus) use(t *testing.T, name string) {
 		upstream = fmt.Sprintf("handle /api/* {\n\t\turi strip_prefix /api\n\t\treverse_proxy %s\n\t}\n\thandle {\n\t\treverse_proxy %s\n\t}", express, goAPI)
 	}
 	port, _ := strconv.Atoi(host[strings.LastIndexByte(host, ':')+1:])
-	caddykit.Load(c.t, c.gateway, caddykit.Site(port, "", fmt.Sprintf(`	approval_gateway {
+	block := func(extra, upstream string) string {
+		return fmt.Sprintf(`	approval_gateway {
 		store embedded %s
 		identity jwt {
 			secret %s
@@ -378,7 +552,16 @@ func (c *corpus) use(t *testing.T, name string) {
 		policies %s
 		%s
 	}
-	%s`, c.store, secret, c.polDir, extra, upstream)))
+	%s`, c.store, secret, c.polDir, extra, upstream)
+	}
+	text := caddykit.Site(port, "", block(extra, upstream))
+	if name == "sites" {
+		// Two sites on one store and prefix: A before the Go backend, B
+		// before the Express one.
+		text = caddykit.Site(port, "", block("site A", "reverse_proxy "+goAPI)) +
+			fmt.Sprintf("\n%s {\n%s\n}\n", c.siteB, block("site B", "reverse_proxy "+express))
+	}
+	caddykit.Load(c.t, c.gateway, text)
 	c.loaded = name
 }
 
@@ -460,10 +643,9 @@ func (c *corpus) send(t *testing.T, base string, cl call) (int, map[string]any) 
 
 var client = &http.Client{Timeout: 30 * time.Second}
 
-// token mints a real HS256 token; the groups are the lower-case
-// identity's, whatever the case of sub.
+// token mints a real HS256 token for sub, with its groups (groupsOf).
 func token(t *testing.T, sub string) string {
-	return testkit.Token(t, secret, "https://idp.test", sub, groups[strings.ToLower(sub)]...)
+	return testkit.Token(t, secret, "https://idp.test", sub, groupsOf(sub)...)
 }
 
 // startExpress runs the Express backend, honouring overrides on any method
