@@ -447,12 +447,12 @@ type corpus struct {
 	expressPostOnly string
 	goAPI           *httptest.Server
 	// siteB is the base URL of the second site of the "sites" gateway.
-	siteB string
-	goMu            sync.Mutex
-	goWipes         int
-	store           string
-	polDir          string
-	loaded          string
+	siteB   string
+	goMu    sync.Mutex
+	goWipes int
+	store   string
+	polDir  string
+	loaded  string
 }
 
 func newCorpus(t *testing.T) *corpus {
