@@ -217,7 +217,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			}
 		})
 	}
-	h.logger.Info("approval gateway provisioned", zap.Strings("policy_files", pol.Status().Files))
+	h.logger.Info("approval gateway provisioned", zap.String("site", h.site()), zap.String("key_prefix", st.Prefix()),
+		zap.Strings("policy_files", pol.Status().Files))
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/approval-gateway/gateway/module/approvals"
+	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
@@ -206,7 +207,7 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var claims map[string]any
-	if err := idt.Claims(&claims); err != nil {
+	if err := idt.Claims(&claims); err != nil || !identity.StrictClaims(raw) {
 		refuse("unreadable claims", err)
 		return
 	}

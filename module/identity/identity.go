@@ -269,7 +269,7 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 	if _, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc); err != nil {
 		return nil, fmt.Errorf("invalid token: %w", err)
 	}
-	if !strictClaims(raw) {
+	if !StrictClaims(raw) {
 		return nil, errors.New("invalid token: the claims are not I-JSON (invalid UTF-8, a lone surrogate or a repeated claim)")
 	}
 	id, err := v.Identify(claims)
@@ -282,11 +282,12 @@ func (v *Verifier) Verify(raw string) (*Identity, error) {
 	return id, nil
 }
 
-// strictClaims reports whether the claims of a token that verified are
-// I-JSON (RFC 7493), as RFC 7519 asks: Go's JSON decoder would read
-// invalid UTF-8 and lone surrogates as U+FFFD and a repeated claim as its
-// last value, so a subject could differ from what was signed.
-func strictClaims(raw string) bool {
+// StrictClaims reports whether the claims of a compact JWS are I-JSON
+// (RFC 7493), as RFC 7519 asks: Go's JSON decoder would read invalid
+// UTF-8 and lone surrogates as U+FFFD and a repeated claim as its last
+// value, so a subject could differ from what was signed. Ask it of a token
+// that verified.
+func StrictClaims(raw string) bool {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
 		return false

@@ -29,7 +29,7 @@ func (p Principal) Is(subject string) bool {
 	return p.Subject == subject
 }
 
-// CouldBe reports whether subject could name the same person as p: equal
+// CouldBe reports whether other could name the same person as p: equal
 // under the folded key (subject.Key). It is the test of every refusal
 // (self-approval, one approval per person), which fails safe.
 func (p Principal) CouldBe(other string) bool {

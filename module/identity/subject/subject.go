@@ -46,14 +46,27 @@ func Check(s string) error {
 // identity providers whose ids differ only by case, the case is kept
 // (RFC 8265's UsernameCasePreserved) and all else is folded alike.
 func Key(s string, caseSensitive bool) string {
-	if isPlain(s, caseSensitive) {
+	switch ascii, upper := asciiWord(s); {
+	case ascii && (!upper || caseSensitive):
 		return s // the common case: nothing to map
+	case ascii:
+		return strings.ToLower(s) // what the mapping does to ASCII
 	}
-	parts := strings.FieldsFunc(s, unicode.IsSpace)
-	for i, p := range parts {
-		parts[i] = foldPart(p, caseSensitive)
+	// A compatibility mapping may make white space ("˝" is a space and a
+	// combining mark): fold again until nothing changes, so that a key is
+	// its own key.
+	for range 4 {
+		parts := strings.FieldsFunc(s, unicode.IsSpace)
+		for i, p := range parts {
+			parts[i] = foldPart(p, caseSensitive)
+		}
+		k := strings.Join(parts, " ")
+		if k == s {
+			break
+		}
+		s = k
 	}
-	return strings.Join(parts, " ")
+	return s
 }
 
 // foldPart maps one space-free part of a subject.
@@ -85,17 +98,18 @@ func dropIgnorable(r rune) rune {
 	return r
 }
 
-// isPlain reports whether s is already its own key: printable ASCII
-// without spaces, and without upper case unless caseSensitive.
-func isPlain(s string, caseSensitive bool) bool {
+// asciiWord reports whether s is printable ASCII without spaces, whose
+// key is itself but for its case, and whether it holds upper case.
+func asciiWord(s string) (ascii, upper bool) {
 	if s == "" {
-		return false
+		return false, false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c >= 0x7f || (!caseSensitive && 'A' <= c && c <= 'Z') {
-			return false
+		if c <= ' ' || c >= 0x7f {
+			return false, false
 		}
+		upper = upper || ('A' <= c && c <= 'Z')
 	}
-	return true
+	return true, upper
 }

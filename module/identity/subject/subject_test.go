@@ -108,15 +108,17 @@ func TestCheckRefusesWhatNamesNobody(t *testing.T) {
 	}
 }
 
-// TestPlainSubjectsAreTheirOwnKey: the fast path gives what the full
-// mapping gives.
-func TestPlainSubjectsAreTheirOwnKey(t *testing.T) {
-	for _, s := range []string{"bob", "alice@example.com", "00u1a2b3", "a_b-c.d+e", "x!#$%&'*"} {
-		if !isPlain(s, false) {
-			t.Fatalf("%q is not plain", s)
+// TestASCIIFastPathIsTheMapping: the fast path for ASCII subjects gives
+// what the full mapping gives, case-sensitive or not.
+func TestASCIIFastPathIsTheMapping(t *testing.T) {
+	for _, s := range []string{"bob", "alice@example.com", "00u1a2b3", "a_b-c.d+e", "x!#$%&'*", "Alice.Smith@Example.COM", "KELVIN", "~Z|{"} {
+		if ascii, _ := asciiWord(s); !ascii {
+			t.Fatalf("%q is not an ASCII word", s)
 		}
-		if got := strings.Join(mapParts(s, false), " "); got != s {
-			t.Errorf("the full mapping of %q is %q", s, got)
+		for _, cs := range []bool{false, true} {
+			if got, want := Key(s, cs), strings.Join(mapParts(s, cs), " "); got != want {
+				t.Errorf("Key(%q, %v) = %q; the full mapping gives %q", s, cs, got, want)
+			}
 		}
 	}
 }
@@ -134,7 +136,7 @@ func mapParts(s string, caseSensitive bool) []string {
 // valid UTF-8 for valid input, and the case-preserving key folds to the
 // case-mapped one.
 func FuzzKey(f *testing.F) {
-	for _, s := range []string{"bob", "Jose\u0301", "\uff22ob", " a  b ", "straße", "\u212a", "\U0001d41b", "b\u200bob", "İstanbul", "ǅ"} {
+	for _, s := range []string{"bob", "Jose\u0301", "\uff22ob", " a  b ", "straße", "\u212a", "\U0001d41b", "b\u200bob", "İstanbul", "ǅ", "\u02dd", "a\u00a8b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
