@@ -1,17 +1,21 @@
 package approvalgateway
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/approval-gateway/gateway/internal/caddykit"
 	"github.com/approval-gateway/gateway/internal/testkit"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // twoSites is a Caddyfile of two site blocks, each with its own backend,
@@ -130,4 +134,86 @@ func attestationClaims(t *testing.T, jws string) map[string]any {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestSitesKeepConsoleAndEventsApart: another site's console does not show
+// a request (its page is not found, its lists leave it out) and its event
+// stream does not carry the request's events, while the request's own
+// site shows and streams them.
+func TestSitesKeepConsoleAndEventsApart(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newGateway(t), newGateway(t)
+	dir := t.TempDir()
+	site := func(g *gateway, name string) string {
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	basic_auth {
+		alice %s
+		bob %s
+	}
+	approval_gateway {
+		store embedded %s
+		site %s
+		identity placeholder {http.auth.user.id} {
+			groups_header X-Test-Groups
+		}
+		policies approvals/testdata/policies
+		admin_groups auditors
+		console
+	}
+	reverse_proxy %s
+}
+`, g.port, hash, hash, dir, name, strings.TrimPrefix(g.backend.URL, "http://"))
+	}
+	caddykit.Load(t, "", "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n\n"+site(a, "intune")+"\n"+site(b, "rbac"))
+	as := func(user string, groups ...string) []string {
+		h := []string{"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":pw"))}
+		if len(groups) > 0 {
+			h = append(h, "X-Test-Groups", strings.Join(groups, ","))
+		}
+		return h
+	}
+	for _, g := range []*gateway{a, b} {
+		testkit.WaitFor(t, func() bool { return g.Do("GET", "/.approvals/healthz", "", "", as("alice")...).Status == http.StatusOK })
+	}
+	id := a.Expect(a.Do("DELETE", "/apps/1", "", "", append(as("alice"), "Approval-Justification", "CHG-1")...), http.StatusAccepted, "").Str("id")
+
+	page := "/.approvals/requests/" + id
+	if p := a.Do("GET", page, "", "", as("bob", "approvers", "auditors")...); p.Status != http.StatusOK || !strings.Contains(p.Raw, id) {
+		t.Fatalf("its own site's console: %d", p.Status)
+	}
+	if p := b.Do("GET", page, "", "", as("bob", "approvers", "auditors")...); p.Status != http.StatusNotFound || strings.Contains(p.Raw, "/apps/1") {
+		t.Fatalf("the other site's console shows the request: %d %s", p.Status, p.Raw)
+	}
+	for _, view := range []string{"mine", "received", "all"} {
+		for who, g := range map[string]*gateway{"alice": b, "bob": b} {
+			if p := g.Do("GET", "/.approvals/requests?view="+view, "", "", as(who, "approvers", "auditors")...); strings.Contains(p.Raw, id) {
+				t.Fatalf("the other site's console lists it (view=%s, %s)", view, who)
+			}
+		}
+	}
+	events := func(g *gateway) string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", g.base+"/.approvals/api/v1/events", nil)
+		for h := as("bob", "approvers", "auditors"); len(h) > 1; h = h[2:] {
+			req.Header.Set(h[0], h[1])
+		}
+		req.Header.Set("Last-Event-ID", "1-0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, _ := io.ReadAll(resp.Body) // until the timeout ends the stream
+		return string(got)
+	}
+	if got := events(a); !strings.Contains(got, id) {
+		t.Fatalf("its own site's event stream lacks the request: %s", got)
+	}
+	if got := events(b); strings.Contains(got, id) {
+		t.Fatalf("the other site's event stream carries the request: %s", got)
+	}
 }
