@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/approval-gateway/gateway/module/approvals"
 	"github.com/approval-gateway/gateway/module/approvals/approvalstest"
 	"github.com/approval-gateway/gateway/module/etcdembed"
+	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
 )
 
@@ -606,5 +608,21 @@ func TestOtherSpellingsOfARouteAreNotFound(t *testing.T) {
 	}
 	if rec := h.Record(alice, id); rec.Str("status") != "needs_approval" {
 		t.Fatalf("a misspelt route acted: %s", rec.Raw)
+	}
+}
+
+// TestConsoleFormNotesAreUTF8: notes from the console's form (Flow.Act)
+// are held to UTF-8 as the API's are: refused, not stored as U+FFFD.
+func TestConsoleFormNotesAreUTF8(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	id := h.Park(h.Token("alice"), "DELETE", "/apps/1", "")
+	bob := &identity.Identity{Subject: "bob", Groups: []string{"approvers"}}
+	r := httptest.NewRequest("POST", "/.approvals/requests/"+id+"/approve", nil)
+	_, err := h.Svc.Act(r, bob, id, "approve", "ok\xff", "", nil)
+	if status, code, _ := approvals.ErrorOf(err); status != http.StatusBadRequest || code != approvals.CodeBadRequest {
+		t.Fatalf("notes not UTF-8: %v", err)
+	}
+	if rec := h.Record(h.Token("alice"), id); strings.Contains(rec.Raw, `"actor":"bob"`) {
+		t.Fatalf("the approval was recorded: %s", rec.Raw)
 	}
 }

@@ -3,6 +3,7 @@ package approvals
 import (
 	"net/http"
 	"net/url"
+	"unicode/utf8"
 
 	"github.com/approval-gateway/gateway/module/identity"
 	"github.com/approval-gateway/gateway/module/record"
@@ -43,7 +44,10 @@ func (s *Service) SetPages(p Pages) { s.pages = p }
 
 // Act implements Flow.
 func (s *Service) Act(r *http.Request, who *identity.Identity, id, action, notes, payloadSHA256 string, next Next) (*record.Record, error) {
-	if len([]rune(notes)) > maxNotes {
+	if !utf8.ValidString(notes) || !utf8.ValidString(payloadSHA256) {
+		return nil, fail(http.StatusBadRequest, CodeBadRequest, "the form is not UTF-8")
+	}
+	if utf8.RuneCountInString(notes) > maxNotes {
 		return nil, fail(http.StatusBadRequest, CodeBadRequest, "notes are too long")
 	}
 	return s.perform(r, who, id, action, actionInput{Notes: notes, PayloadSHA256: payloadSHA256}, next)
