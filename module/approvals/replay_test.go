@@ -1,12 +1,10 @@
 package approvals_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -305,32 +303,6 @@ func recordingGateway(t *testing.T, h *approvalstest.Harness) (string, *replayRe
 	return gw.Listener.Addr().String(), rec
 }
 
-// rawCall writes one HTTP/1.1 request byte for byte and reads the final
-// answer (after any 100 Continue).
-func rawCall(t *testing.T, addr, raw string) (int, string) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode >= 200 {
-			return resp.StatusCode, string(b)
-		}
-	}
-}
-
 // smuggled is a call whose every part but its Authorization must stay out
 // of a replay it triggers: a query, a Host, headers (a method override
 // among them), a chunked body with trailers, Expect: 100-continue and
@@ -360,9 +332,9 @@ func parkRaw(t *testing.T, addr, token, target string) string {
 	raw := "POST " + target + " HTTP/1.1\r\nHost: parked.example\r\nAuthorization: Bearer " + token +
 		"\r\nApproval-Justification: CHG-7\r\nContent-Type: application/json\r\nX-Parked: yes\r\n" +
 		fmt.Sprintf("Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(replayBody), replayBody)
-	status, answer := rawCall(t, addr, raw)
+	status, answer := testkit.RawCall(t, addr, raw)
 	var rec struct{ ID string }
-	if status != http.StatusAccepted || json.Unmarshal([]byte(answer), &rec) != nil || rec.ID == "" {
+	if status != http.StatusAccepted || json.Unmarshal(answer, &rec) != nil || rec.ID == "" {
 		t.Fatalf("parking %s: %d %s", target, status, answer)
 	}
 	return rec.ID
@@ -443,7 +415,7 @@ _complete := "auto" if startswith(input.request.path, "/auto")
 			id := parkRaw(t, addr, alice, target)
 			h.Approve(bob, id)
 			before := replays.count()
-			status, answer := rawCall(t, addr, smuggled("POST", "/.approvals/api/v1/requests/"+id+"/complete?x=2&_method=DELETE", "complete.example", fresh, `{"notes":"done"}`))
+			status, answer := testkit.RawCall(t, addr, smuggled("POST", "/.approvals/api/v1/requests/"+id+"/complete?x=2&_method=DELETE", "complete.example", fresh, `{"notes":"done"}`))
 			if status != http.StatusOK {
 				t.Fatalf("complete: %d %s", status, answer)
 			}
@@ -454,7 +426,7 @@ _complete := "auto" if startswith(input.request.path, "/auto")
 		id := parkRaw(t, addr, alice, "/scripts")
 		h.Approve(bob, id)
 		before := replays.count()
-		if status, answer := rawCall(t, addr, smuggled("POST", "/.approvals/api/v1/requests/"+id+"/complete?", "complete.example", fresh, `{}`)); status != http.StatusOK {
+		if status, answer := testkit.RawCall(t, addr, smuggled("POST", "/.approvals/api/v1/requests/"+id+"/complete?", "complete.example", fresh, `{}`)); status != http.StatusOK {
 			t.Fatalf("complete: %d %s", status, answer)
 		}
 		checkReplay(t, only(t, before), id, "/scripts", "Bearer "+fresh, jwks)
@@ -480,8 +452,8 @@ _complete := "auto" if startswith(input.request.path, "/auto")
 	t.Run("auto-complete by the approval", func(t *testing.T) {
 		id := parkRaw(t, addr, alice, "/auto?")
 		before := replays.count()
-		status, answer := rawCall(t, addr, smuggled("POST", "/.approvals/api/v1/requests/"+id+"/approve?x=2", "approve.example", bob, `{"notes":"ok"}`))
-		if status != http.StatusOK || !strings.Contains(answer, `"status":"completed"`) {
+		status, answer := testkit.RawCall(t, addr, smuggled("POST", "/.approvals/api/v1/requests/"+id+"/approve?x=2", "approve.example", bob, `{"notes":"ok"}`))
+		if status != http.StatusOK || !strings.Contains(string(answer), `"status":"completed"`) {
 			t.Fatalf("approve: %d %s", status, answer)
 		}
 		checkReplay(t, only(t, before), id, "/auto?", "", jwks)

@@ -2,7 +2,6 @@ package bypass
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -109,15 +108,8 @@ func readRaw(br *bufio.Reader, w io.Writer) (rawRequest, error) {
 		return q, err
 	}
 	q.line = line
-	for {
-		l, err := readLine(br)
-		if err != nil {
-			return q, err
-		}
-		if l == "" {
-			break
-		}
-		q.fields = append(q.fields, l)
+	if q.fields, err = readFields(br); err != nil {
+		return q, err
 	}
 	if len(q.field("Expect")) > 0 {
 		if _, err := io.WriteString(w, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
@@ -144,17 +136,8 @@ func readRaw(br *bufio.Reader, w io.Writer) (rawRequest, error) {
 			}
 			q.body = append(q.body, chunk[:size]...)
 		}
-		for {
-			l, err := readLine(br)
-			if err != nil {
-				return q, err
-			}
-			if l == "" {
-				break
-			}
-			q.trailer = append(q.trailer, l)
-		}
-		return q, nil
+		q.trailer, err = readFields(br)
+		return q, err
 	}
 	if cl := q.field("Content-Length"); len(cl) > 0 {
 		n, err := strconv.Atoi(cl[0])
@@ -168,71 +151,22 @@ func readRaw(br *bufio.Reader, w io.Writer) (rawRequest, error) {
 	return q, nil
 }
 
+// readFields reads field lines up to the empty line that ends them.
+func readFields(br *bufio.Reader) ([]string, error) {
+	var out []string
+	for {
+		l, err := readLine(br)
+		if err != nil || l == "" {
+			return out, err
+		}
+		out = append(out, l)
+	}
+}
+
 func readLine(br *bufio.Reader) (string, error) {
 	l, err := br.ReadString('\n')
 	if err != nil {
 		return "", err
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"), nil
-}
-
-// rawSend writes a request byte for byte to addr and returns the final
-// answer's status and body (after any 100 Continue).
-func rawSend(t *testing.T, addr, raw string) (int, []byte) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	for {
-		line, err := readLine(br)
-		if err != nil {
-			t.Fatalf("reading the answer to %q: %v", strings.SplitN(raw, "\r\n", 2)[0], err)
-		}
-		var status int
-		if _, err := fmt.Sscanf(line, "HTTP/1.1 %d", &status); err != nil {
-			t.Fatalf("status line %q", line)
-		}
-		length, chunked := -1, false
-		for {
-			l, err := readLine(br)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l == "" {
-				break
-			}
-			n, v, _ := strings.Cut(l, ":")
-			switch strings.ToLower(n) {
-			case "content-length":
-				length, _ = strconv.Atoi(strings.TrimSpace(v))
-			case "transfer-encoding":
-				chunked = true
-			}
-		}
-		if status < 200 {
-			continue
-		}
-		if chunked {
-			q, err := readRaw(bufio.NewReader(io.MultiReader(strings.NewReader("x\r\nTransfer-Encoding: chunked\r\n\r\n"), br)), io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return status, q.body
-		}
-		if length < 0 {
-			b, _ := io.ReadAll(br)
-			return status, b
-		}
-		b := make([]byte, length)
-		if _, err := io.ReadFull(br, b); err != nil {
-			t.Fatal(err)
-		}
-		return status, bytes.TrimSpace(b)
-	}
 }

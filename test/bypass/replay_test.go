@@ -86,7 +86,7 @@ http://:%d {
 `, port, hash, hash, t.TempDir(), dir, rec.addr()))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	testkit.WaitFor(t, func() bool {
-		s, _ := rawSend(t, addr, "GET /.approvals/healthz HTTP/1.1\r\nHost: x\r\nAuthorization: "+basic("alice")+"\r\nConnection: close\r\n\r\n")
+		s, _ := testkit.RawCall(t, addr, "GET /.approvals/healthz HTTP/1.1\r\nHost: x\r\nAuthorization: "+basic("alice")+"\r\nConnection: close\r\n\r\n")
 		return s == 200
 	})
 	return addr
@@ -187,7 +187,7 @@ func TestReplayIsTheStoredCall(t *testing.T) {
 
 	// The tricks reach a backend that is sent them straight.
 	n := rec.count()
-	rawSend(t, rec.addr(), trick("/scripts?x=2&_method=DELETE", basic("alice"), "application/json", `{"notes":"done"}`))
+	testkit.RawCall(t, rec.addr(), trick("/scripts?x=2&_method=DELETE", basic("alice"), "application/json", `{"notes":"done"}`))
 	got := rec.since(n)
 	if len(got) != 1 || !got[0].chunked || !slices.Contains(got[0].trailer, "X-HTTP-Method-Override: DELETE") ||
 		len(got[0].field("X-Smuggled")) != 1 || !strings.Contains(got[0].line, "_method=DELETE") {
@@ -197,12 +197,12 @@ func TestReplayIsTheStoredCall(t *testing.T) {
 	park := func(t *testing.T, target string) (string, rawRequest) {
 		t.Helper()
 		n := rec.count()
-		rawSend(t, rec.addr(), parkCall(target))
+		testkit.RawCall(t, rec.addr(), parkCall(target))
 		ref := rec.since(n)
 		if len(ref) != 1 {
 			t.Fatalf("the reference call: %v", ref)
 		}
-		status, answer := rawSend(t, gw, parkCall(target))
+		status, answer := testkit.RawCall(t, gw, parkCall(target))
 		var parked struct{ ID string }
 		if status != 202 || json.Unmarshal(answer, &parked) != nil {
 			t.Fatalf("parking %s: %d %s", target, status, answer)
@@ -211,7 +211,7 @@ func TestReplayIsTheStoredCall(t *testing.T) {
 	}
 	approve := func(t *testing.T, id string) {
 		t.Helper()
-		status, answer := rawSend(t, gw, "POST /.approvals/api/v1/requests/"+id+"/approve HTTP/1.1\r\nHost: x\r\nAuthorization: "+basic("bob")+
+		status, answer := testkit.RawCall(t, gw, "POST /.approvals/api/v1/requests/"+id+"/approve HTTP/1.1\r\nHost: x\r\nAuthorization: "+basic("bob")+
 			"\r\n"+groups+"Connection: close\r\n\r\n")
 		if status != 200 {
 			t.Fatalf("approve: %d %s", status, answer)
@@ -238,7 +238,7 @@ func TestReplayIsTheStoredCall(t *testing.T) {
 				id, ref := park(t, parked)
 				approve(t, id)
 				n := rec.count()
-				status, answer := rawSend(t, gw, trick("/.approvals/api/v1/requests/"+id+"/"+completeTarget, basic("alice"), "application/json", `{"notes":"done"}`))
+				status, answer := testkit.RawCall(t, gw, trick("/.approvals/api/v1/requests/"+id+"/"+completeTarget, basic("alice"), "application/json", `{"notes":"done"}`))
 				if status != 200 {
 					t.Fatalf("complete: %d %s", status, answer)
 				}
@@ -249,13 +249,13 @@ func TestReplayIsTheStoredCall(t *testing.T) {
 	t.Run("the console's form", func(t *testing.T) {
 		id, ref := park(t, "/scripts?")
 		approve(t, id)
-		_, page := rawSend(t, gw, "GET /.approvals/requests/"+id+" HTTP/1.1\r\nHost: complete.example\r\nAuthorization: "+basic("alice")+"\r\nConnection: close\r\n\r\n")
+		_, page := testkit.RawCall(t, gw, "GET /.approvals/requests/"+id+" HTTP/1.1\r\nHost: complete.example\r\nAuthorization: "+basic("alice")+"\r\nConnection: close\r\n\r\n")
 		m := csrfField.FindSubmatch(page)
 		if m == nil {
 			t.Fatalf("no form on the console's page: %s", page)
 		}
 		n := rec.count()
-		status, answer := rawSend(t, gw, trick("/.approvals/requests/"+id+"/complete?x=2&_method=DELETE", basic("alice"), "application/x-www-form-urlencoded",
+		status, answer := testkit.RawCall(t, gw, trick("/.approvals/requests/"+id+"/complete?x=2&_method=DELETE", basic("alice"), "application/x-www-form-urlencoded",
 			"csrf="+string(m[1])+"&_method=DELETE&notes=done", "Origin: http://complete.example\r\n"))
 		if status != 303 {
 			t.Fatalf("the console's complete: %d %s", status, answer)
@@ -265,7 +265,7 @@ func TestReplayIsTheStoredCall(t *testing.T) {
 	t.Run("auto-complete by the approval", func(t *testing.T) {
 		id, ref := park(t, "/autoscripts?")
 		n := rec.count()
-		status, answer := rawSend(t, gw, trick("/.approvals/api/v1/requests/"+id+"/approve?x=2", basic("bob"), "application/json", `{"notes":"ok"}`, groups))
+		status, answer := testkit.RawCall(t, gw, trick("/.approvals/api/v1/requests/"+id+"/approve?x=2", basic("bob"), "application/json", `{"notes":"ok"}`, groups))
 		if status != 200 || !strings.Contains(string(answer), `"status":"completed"`) {
 			t.Fatalf("approve: %d %s", status, answer)
 		}
