@@ -28,7 +28,7 @@ const maxMembersKnown = 100_000
 // members is this gateway's memory of the members it wrote, and its lease.
 type members struct {
 	mu      sync.Mutex
-	written map[string]time.Time // group + "\x00" + subject key → when
+	written map[string]time.Time // group + "\x00" + subject (as spelt) → when
 	lease   clientv3.LeaseID
 	granted time.Time
 	seen    map[string]seenMembers // group → its members as last read
@@ -42,15 +42,18 @@ func (s *Store) memberPrefix(group string) string {
 // SeenMember notes that subject held groups in a verified token at now;
 // what this gateway has not written in a day is written in the
 // background (a lost write is tried again on the next sighting).
+//
+// It runs on every authenticated call: what was written is remembered by
+// the subject as the token spells it, and the subject's key (one member
+// for all its spellings) is made only for a write.
 func (s *Store) SeenMember(subject string, groups []string, now time.Time) {
-	key := s.subjectKey(subject)
 	var due []string
 	s.members.mu.Lock()
 	if s.members.written == nil || len(s.members.written) >= maxMembersKnown {
 		s.members.written = map[string]time.Time{}
 	}
 	for _, g := range groups {
-		k := g + "\x00" + key
+		k := g + "\x00" + subject
 		if at, ok := s.members.written[k]; ok && now.Sub(at) < memberRewrite {
 			continue
 		}
@@ -62,11 +65,11 @@ func (s *Store) SeenMember(subject string, groups []string, now time.Time) {
 		return
 	}
 	go func() {
-		if err := s.putMembers(key, due, now); err != nil {
+		if err := s.putMembers(s.subjectKey(subject), due, now); err != nil {
 			// Tried again at a sighting a minute from now, not at each.
 			s.members.mu.Lock()
 			for _, g := range due {
-				s.members.written[g+"\x00"+key] = now.Add(time.Minute - memberRewrite)
+				s.members.written[g+"\x00"+subject] = now.Add(time.Minute - memberRewrite)
 			}
 			s.members.mu.Unlock()
 		}
