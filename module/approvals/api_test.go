@@ -1,6 +1,7 @@
 package approvals_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -625,4 +626,37 @@ func TestConsoleFormNotesAreUTF8(t *testing.T) {
 	if rec := h.Record(h.Token("alice"), id); strings.Contains(rec.Raw, `"actor":"bob"`) {
 		t.Fatalf("the approval was recorded: %s", rec.Raw)
 	}
+}
+
+// TestAnotherSitesRecordIsAbsent: a record of another site found in this
+// site's key space (put there by hand, or by a misconfigured gateway) is
+// absent all the same: reads and actions are 404 and lists leave it out.
+func TestAnotherSitesRecordIsAbsent(t *testing.T) {
+	h := approvalstest.New(t, "", nil)
+	alice, bob, audrey := h.Token("alice"), h.Token("bob", "approvers"), h.Token("audrey", "auditors")
+	id := h.Park(alice, "DELETE", "/apps/1", "")
+	key := h.Opts.Store.Prefix() + "requests/" + id
+	got, err := h.Cli.Get(context.Background(), key)
+	if err != nil || len(got.Kvs) != 1 {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(got.Kvs[0].Value, &rec); err != nil || rec["site"] != "default" {
+		t.Fatalf("the stored record: %s (%v)", got.Kvs[0].Value, err)
+	}
+	rec["site"] = "rbac"
+	b, _ := json.Marshal(rec)
+	if _, err := h.Cli.Put(context.Background(), key, string(b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{alice, bob, audrey} {
+		h.Expect(h.Do("GET", "/.approvals/api/v1/requests/"+id, who, ""), http.StatusNotFound, approvals.CodeNotFound)
+		for _, view := range []string{"mine", "received", "all"} {
+			if list := h.Do("GET", "/.approvals/api/v1/requests?view="+view, who, ""); strings.Contains(list.Raw, id) {
+				t.Fatalf("view=%s lists another site's request: %s", view, list.Raw)
+			}
+		}
+	}
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/approve", bob, ""), http.StatusNotFound, approvals.CodeNotFound)
+	h.Expect(h.Do("POST", "/.approvals/api/v1/requests/"+id+"/cancel", alice, ""), http.StatusNotFound, approvals.CodeNotFound)
 }
